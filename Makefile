@@ -1,0 +1,32 @@
+# make run  : create .venv if missing, install ftlab, fine-tune the embedded default (MiniLM + LoRA on
+#             restaurant_sup, offline). Extra overrides: make run ARGS="peft=full trainer.max_epochs=1"
+# make test : the same set-up, then the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export FTLAB_DATA_DIR ?= $(abspath ../shared/data)
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-all bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+run: install
+	$(PY) -m ftlab $(ARGS)
+
+test: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

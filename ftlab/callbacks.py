@@ -1,0 +1,94 @@
+"""Callbacks that measure a run for results.json: time split by phase, throughput, curves, memory."""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import lightning as L
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _scalar(value) -> float:
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+class RunRecorder(L.Callback):
+    """Train time excludes validation; samples/s counts real examples; history is one row per epoch."""
+
+    def __init__(self):
+        self.train_seconds = 0.0
+        self.train_samples = 0
+        self.eval_seconds = {"validate": 0.0, "test": 0.0}
+        self.eval_samples = {"validate": 0, "test": 0}
+        self.first_step_seconds: float | None = None
+        self.history: list[dict] = []
+        self._fit_start = 0.0
+        self._epoch_start = 0.0
+        self._epoch_val_seconds = 0.0
+        self._eval_start = 0.0
+
+    # training time: epoch wall time minus the validation that runs inside the epoch
+    def on_fit_start(self, trainer, pl_module):
+        self._fit_start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._epoch_start = time.perf_counter()
+        self._epoch_val_seconds = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.train_samples += len(batch["labels"])
+        if self.first_step_seconds is None:
+            self.first_step_seconds = time.perf_counter() - self._fit_start
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.train_seconds += time.perf_counter() - self._epoch_start - self._epoch_val_seconds
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(("train/", "val/")) and not key.endswith("_step"):
+                row[key.removesuffix("_epoch")] = _scalar(value)
+        self.history.append(row)
+
+    # evaluation time and samples, sanity checking excluded
+    def on_validation_start(self, trainer, pl_module):
+        self._eval_start = time.perf_counter()
+
+    on_test_start = on_validation_start
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking:
+            self.eval_samples["validate"] += len(batch["labels"])
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.eval_samples["test"] += len(batch["labels"])
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        seconds = time.perf_counter() - self._eval_start
+        self.eval_seconds["validate"] += seconds
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._epoch_val_seconds += seconds
+
+    def on_test_end(self, trainer, pl_module):
+        self.eval_seconds["test"] += time.perf_counter() - self._eval_start
+
+    def summary(self) -> dict:
+        def rate(n, s):
+            return round(n / s, 3) if s > 0 else None
+
+        eval_s = sum(self.eval_seconds.values())
+        return {
+            "train_seconds": round(self.train_seconds, 3),
+            "train_samples": self.train_samples,
+            "train_samples_per_s": rate(self.train_samples, self.train_seconds),
+            "eval_seconds": round(eval_s, 3),
+            "eval_samples_per_s": rate(sum(self.eval_samples.values()), eval_s),
+            "time_to_first_step_s": round(self.first_step_seconds, 3) if self.first_step_seconds else None,
+            "peak_rss_bytes": peak_rss_bytes(),
+        }

@@ -1,0 +1,86 @@
+"""The `ftlab` command: a Hydra app for runs and sweeps.
+
+User errors end the job with a two-line message and a failed results.json in its run directory;
+a sweep goes on past a failed job and the command exits non-zero at the end, naming the failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.config import register_resolvers
+from ftlab.errors import UserError
+from ftlab.results import RESULTS_FILE, write_json_atomic
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger("ftlab")
+FAILED: list[tuple[str, str]] = []  # (run dir, one-line reason) of the jobs of this process
+register_resolvers()
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("transformers", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import transformers
+    import datasets
+
+    transformers.utils.logging.set_verbosity_error()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+
+
+def _record_failure(output_dir: Path, cfg: DictConfig, error: BaseException, user: bool) -> None:
+    write_json_atomic(output_dir / RESULTS_FILE, {
+        "status": "failed",
+        "run_dir": str(output_dir),
+        "error": {"type": type(error).__name__, "message": str(error), "user_error": user},
+        "config": OmegaConf.to_container(cfg, resolve=False),
+    })
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def hydra_entry(cfg: DictConfig) -> None:
+    from ftlab.run import metrics_table, run
+
+    _quiet_libraries()
+    hc = HydraConfig.get()
+    output_dir = Path(hc.runtime.output_dir)
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    try:
+        results = run(cfg, choices=choices)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        _record_failure(output_dir, cfg, err, user=True)
+        FAILED.append((str(output_dir), err.problem))
+        return
+    except Exception as err:
+        if hc.mode.name != "MULTIRUN":
+            raise  # a bug: keep the traceback
+        traceback.print_exc()
+        _record_failure(output_dir, cfg, err, user=False)
+        FAILED.append((str(output_dir), f"{type(err).__name__}: {err}"))
+        return
+    print(metrics_table(results))
+
+
+def main() -> None:
+    hydra_entry()
+    if FAILED:
+        if len(FAILED) > 1 or HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+            print(f"{len(FAILED)} job(s) failed:", file=sys.stderr)
+            for run_dir, reason in FAILED:
+                print(f"  {run_dir}: {reason}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

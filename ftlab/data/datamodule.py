@@ -1,0 +1,178 @@
+"""Tokenize a dataset once, cache it on disk, and serve length-bucketed, dynamically padded batches.
+
+The cache key covers the raw files' bytes, the source options, the tokenizer's full definition and
+`max_length`, so a second run with the same inputs skips parsing and tokenization, and any change
+to one of them tokenizes afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import lightning as L
+from torch.utils.data import DataLoader
+
+from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler
+from ftlab.data.sources.base import SPLITS, DataSource
+from ftlab.data.task import TaskSpec
+from ftlab.errors import InvalidValue
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1  # bump when the cached layout changes
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of the tokenizer's full definition, minus the truncation/padding state a call leaves behind."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        definition = json.loads(backend.to_str())
+        definition.pop("truncation", None)
+        definition.pop("padding", None)
+        ident = json.dumps(definition, sort_keys=True)
+    else:
+        ident = f"{tokenizer.name_or_path}|{sorted(tokenizer.get_vocab().items())}"
+    ident += f"|{tokenizer.padding_side}|{tokenizer.truncation_side}"
+    return hashlib.sha256(ident.encode()).hexdigest()
+
+
+def splits_hash(splits: datasets.DatasetDict) -> str:
+    """Content hash of the raw splits (texts and labels): equal hashes mean the same data."""
+    h = hashlib.sha256()
+    for name in SPLITS:
+        h.update(name.encode())
+        columns = splits[name].to_dict()
+        for column in sorted(columns):
+            h.update(column.encode())
+            h.update(json.dumps(columns[column], ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+class TextClassificationDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        source: DataSource,
+        tokenizer,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        max_length: int = 128,
+        num_workers: int = 0,
+        bucket_by_length: bool = True,
+        seed: int = 0,
+        cache_dir: str | None = None,
+    ):
+        super().__init__()
+        for key, value in (("data.batch_size", batch_size), ("data.max_length", max_length)):
+            if value < 1:
+                raise InvalidValue(key, value, "a positive integer")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise InvalidValue("data.eval_batch_size", eval_batch_size, "a positive integer or null")
+        if num_workers < 0:
+            raise InvalidValue("data.num_workers", num_workers, "an integer >= 0")
+        self.source = source
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.max_length = max_length
+        self.num_workers = num_workers
+        self.bucket_by_length = bucket_by_length
+        self.seed = seed
+        self.cache_root = Path(cache_dir or Path.home() / ".cache" / "ftlab").expanduser() / "tokenized"
+        self.task: TaskSpec = source.task()
+        self.collate = DynamicPaddingCollator(tokenizer.pad_token_id, tokenizer.padding_side)
+        self.splits: datasets.DatasetDict | None = None
+        self.meta: dict = {}
+        self.cache_hit: bool | None = None
+        self._cache_key: str | None = None
+        self.setup_seconds: float | None = None
+
+    # ---- cache -------------------------------------------------------------------------------
+    def cache_key(self) -> str:
+        if self._cache_key is None:
+            parts = [self.source.fingerprint(), tokenizer_fingerprint(self.tokenizer), str(self.max_length), str(CACHE_FORMAT)]
+            self._cache_key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+        return self._cache_key
+
+    def cache_path(self) -> Path:
+        return self.cache_root / f"{type(self.source).__name__}-{self.cache_key()}"
+
+    def prepare_data(self) -> None:
+        """Parse and tokenize into the cache unless it is there (rank 0 only under DDP)."""
+        path = self.cache_path()
+        if (path / "meta.json").is_file():
+            return
+        raw = self.source.load()
+        tokenized = raw.splits.map(
+            self._tokenize, batched=True, remove_columns=raw.splits["train"].column_names, desc="tokenizing"
+        )
+        meta = {
+            "origin": raw.origin,
+            "data_hash": splits_hash(raw.splits),
+            "split_sizes": {s: len(raw.splits[s]) for s in SPLITS},
+            "task": raw.task.to_dict(),
+        }
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.cache_root, prefix=".tmp-"))
+        try:
+            tokenized.save_to_disk(str(tmp / "data"))
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            os.replace(tmp, path)  # atomic: a concurrent job either sees a complete entry or none
+        except OSError:
+            if not (path / "meta.json").is_file():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.cache_hit = False
+
+    def _tokenize(self, batch: dict) -> dict:
+        pair = batch.get("text_pair")
+        enc = self.tokenizer(batch["text"], pair, truncation=True, max_length=self.max_length)
+        enc["labels"] = batch["label"]
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return dict(enc)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        start = time.perf_counter()
+        if self.cache_hit is None and (self.cache_path() / "meta.json").is_file():
+            self.cache_hit = True
+        self.prepare_data()
+        path = self.cache_path()
+        self.splits = datasets.load_from_disk(str(path / "data"))
+        self.meta = json.loads((path / "meta.json").read_text())
+        self.setup_seconds = time.perf_counter() - start
+        log.info("data ready in %.2fs (%s): %s", self.setup_seconds, "cache hit" if self.cache_hit else "tokenized", self.meta["split_sizes"])
+
+    # ---- loaders -----------------------------------------------------------------------------
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        data = self.splits[split]
+        size = self.batch_size if train else self.eval_batch_size
+        if self.bucket_by_length:
+            sampler = LengthBucketBatchSampler(list(data["length"]), size, shuffle=train, seed=self.seed)
+            kwargs = {"batch_sampler": sampler}
+        else:
+            kwargs = {"batch_size": size, "shuffle": train}
+        return DataLoader(
+            data.with_format(columns=[c for c in data.column_names if c != "length"]),
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

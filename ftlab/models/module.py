@@ -1,0 +1,120 @@
+"""The LightningModule: a Hugging Face classifier behind a PEFT injector, with torchmetrics metrics.
+
+Checkpoints hold only what the injector trains (plus buffers), so a LoRA checkpoint is megabytes,
+not the frozen backbone; loading one on top of the freshly built backbone restores the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ftlab.data.task import TaskSpec, TaskType
+from ftlab.errors import UserError
+from ftlab.models.metrics import build_metrics, metric_inputs
+from ftlab.peft.base import Injector
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class ClassifierModule(L.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        task: TaskSpec,
+        injector: Injector,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.injector = injector
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.val_metrics = build_metrics(task).clone(prefix="val/")
+        self.test_metrics = build_metrics(task).clone(prefix="test/")
+        self.strict_loading = False  # checkpoints carry only the trained weights
+
+    # ---- forward / loss ----------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch}).logits
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.task.task_type is TaskType.REGRESSION:
+            return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+        if self.task.task_type is TaskType.MULTI_LABEL:
+            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        return F.cross_entropy(logits.float(), labels)
+
+    def training_step(self, batch, batch_idx):
+        logits = self(batch)
+        loss = self.loss(logits, batch["labels"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {self.global_step}")
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def _eval_step(self, batch, metrics, stage: str) -> None:
+        logits = self(batch)
+        labels = batch["labels"]
+        self.log(f"{stage}/loss", self.loss(logits, labels), on_epoch=True, batch_size=len(labels), sync_dist=True)
+        metrics.update(*metric_inputs(self.task, logits, labels))
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def on_validation_epoch_end(self):
+        self.log_dict(self.val_metrics.compute())
+        self.val_metrics.reset()
+
+    def on_test_epoch_end(self):
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for param in self.model.parameters():
+            if param.requires_grad:  # biases and norm weights (1-D) take no weight decay
+                (no_decay if param.ndim < 2 else decay).append(param)
+        groups = [g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+        if not groups:
+            raise UserError("no parameter is trainable", "choose a peft method that trains something")
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def _saved_keys(self) -> set[str]:
+        keys = {f"model.{n}" for n in self.injector.state_to_save(self.model)}
+        return keys | {f"model.{n}" for n, _ in self.model.named_buffers()}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep = self._saved_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("state_dict", {})
+        own = self.state_dict()
+        foreign = [k for k in state if k not in own]
+        if not foreign:
+            foreign = [k for k, v in state.items() if v.shape != own[k].shape]
+        lacking = sorted(k for k in self._saved_keys() if k not in state and k.startswith("model.") and "buffer" not in k)
+        lacking = [k for k in lacking if k in dict(self.named_parameters())]
+        if foreign or lacking:
+            example = (foreign or lacking)[0]
+            raise UserError(
+                f"the checkpoint does not fit this model and peft method (e.g. {example})",
+                "load a checkpoint saved by a run with the same model and peft config",
+            )

@@ -1,0 +1,129 @@
+"""One run: build the data, the model and the trainer from the config; fit; test the best
+checkpoint; write results.json into the run directory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ftlab.callbacks import RunRecorder
+from ftlab.config import build, build_each
+from ftlab.data.task import TaskSpec
+from ftlab.errors import InvalidChoice, UserError
+from ftlab.models.metrics import build_metrics
+from ftlab.models.module import ClassifierModule
+from ftlab.results import RESULTS_FILE, git_commit, package_versions, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def monitored_metrics(task: TaskSpec) -> list[str]:
+    return ["val/loss"] + [f"val/{name}" for name in build_metrics(task).keys()]
+
+
+def resolve_monitor(cfg: DictConfig, task: TaskSpec) -> None:
+    """Fill `monitor` / `monitor_mode` from the dataset when the user left them null; check them."""
+    with open_dict(cfg):
+        if cfg.monitor is None:
+            cfg.monitor, cfg.monitor_mode = task.monitor, task.monitor_mode
+        elif cfg.monitor_mode is None:
+            cfg.monitor_mode = "min" if cfg.monitor.endswith(("loss", "mse")) else "max"
+    valid = monitored_metrics(task)
+    if cfg.monitor not in valid:
+        raise InvalidChoice("monitor", cfg.monitor, valid)
+    if cfg.monitor_mode not in ("min", "max"):
+        raise InvalidChoice("monitor_mode", cfg.monitor_mode, ("min", "max"))
+
+
+def best_epoch(history: list[dict], monitor: str, mode: str) -> dict | None:
+    rows = [r for r in history if r.get(monitor) is not None]
+    if not rows:
+        return None
+    pick = max if mode == "max" else min
+    return pick(rows, key=lambda r: r[monitor])  # first of ties, as ModelCheckpoint keeps it
+
+
+def run(cfg: DictConfig, choices: dict | None = None) -> dict:
+    started = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    source = build(cfg, "dataset")
+    backbone = build(cfg, "model")
+    tokenizer = backbone.load_tokenizer()
+    datamodule = build(cfg, "data", source=source, tokenizer=tokenizer, seed=cfg.seed)
+    datamodule.setup()  # parse, validate and tokenize before the model is loaded: data errors come first
+    task = datamodule.task
+    resolve_monitor(cfg, task)
+
+    injector = build(cfg, "peft")
+    built = backbone.build(task, tokenizer)
+    model = injector.inject(built.model, built.new_parameters)
+    params = injector.trainable_report(model)
+    log.info("trainable parameters: %s / %s (%.3f%%)", f"{params.trainable:,}", f"{params.total:,}", params.percent)
+
+    module = ClassifierModule(
+        model, task, injector,
+        optimizer=build(cfg, "optimizer"),
+        scheduler=build(cfg, "scheduler") if cfg.get("scheduler") else None,
+    )
+    recorder = RunRecorder()
+    callbacks = build_each(cfg, "callbacks") + [recorder]
+    trainer = build(cfg, "trainer", callbacks=callbacks, logger=build_each(cfg, "logger") or False)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({"trainable_params": params.trainable, "total_params": params.total})
+
+    if injector.trains:
+        trainer.fit(module, datamodule=datamodule)
+    checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0]
+
+    best = best_epoch(recorder.history, cfg.monitor, cfg.monitor_mode)
+    results = {
+        "status": "completed",
+        "run_dir": str(output_dir),
+        "seed": cfg.seed,
+        "choices": dict(choices or {}),
+        "task": task.to_dict(),
+        "monitor": {"metric": cfg.monitor, "mode": cfg.monitor_mode},
+        "best_epoch": best["epoch"] if best else None,
+        "best_checkpoint": str(Path(best_path).relative_to(output_dir)) if best_path else None,
+        "val": {k: v for k, v in (best or {}).items() if k.startswith("val/")},
+        "test": {k: float(v) for k, v in test_metrics.items()},
+        "params": params.to_dict(),
+        "timing": {**recorder.summary(), "data_setup_seconds": round(datamodule.setup_seconds, 3),
+                   "tokenization_cache_hit": datamodule.cache_hit,
+                   "total_seconds": round(time.perf_counter() - started, 3)},
+        "data": {**{k: v for k, v in datamodule.meta.items() if k != "task"}, "cache_key": datamodule.cache_key()},
+        "history": recorder.history,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_json_atomic(output_dir / RESULTS_FILE, results)
+    return results
+
+
+def metrics_table(results: dict) -> str:
+    """A short table for the terminal: best validation and test metrics side by side."""
+    names = sorted({k.split("/", 1)[1] for k in (*results["val"], *results["test"])})
+    lines = [f"{'metric':<12}{'val (best)':>12}{'test':>10}"]
+    for name in names:
+        val, test = results["val"].get(f"val/{name}"), results["test"].get(f"test/{name}")
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+        lines.append(f"{name:<12}{fmt(val):>12}{fmt(test):>10}")
+    p, t = results["params"], results["timing"]
+    lines.append(f"trainable params {p['trainable']:,} / {p['total']:,} ({p['percent']:.2f}%)")
+    lines.append(f"train {t['train_seconds']:.1f}s ({t['train_samples_per_s'] or 0:.1f} samples/s), "
+                 f"total {t['total_seconds']:.1f}s, peak RSS {t['peak_rss_bytes'] / 2**30:.2f} GiB")
+    lines.append(f"results: {Path(results['run_dir']) / RESULTS_FILE}")
+    return "\n".join(lines)

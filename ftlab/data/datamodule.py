@@ -156,7 +156,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         data = self.splits[split]
         size = self.batch_size if train else self.eval_batch_size
         if self.bucket_by_length:
-            sampler = LengthBucketBatchSampler(list(data["length"]), size, shuffle=train, seed=self.seed)
+            sampler = LengthBucketBatchSampler(data.select_columns(["length"])[:]["length"], size, shuffle=train, seed=self.seed)
             kwargs = {"batch_sampler": sampler}
         else:
             kwargs = {"batch_size": size, "shuffle": train}

@@ -39,6 +39,8 @@ class ClassifierModule(L.LightningModule):
         self.val_metrics = build_metrics(task).clone(prefix="val/")
         self.test_metrics = build_metrics(task).clone(prefix="test/")
         self.strict_loading = False  # checkpoints carry only the trained weights
+        # from_pretrained returns eval mode and Lightning keeps the mode it finds: train with dropout on
+        self.train()
 
     # ---- forward / loss ----------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Datasets: original-file sources, tokenization cache, batching."""

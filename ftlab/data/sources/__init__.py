@@ -1,0 +1,18 @@
+"""Dataset sources: each turns original files (or a hub copy) into train/validation/test + a TaskSpec."""
+
+from ftlab.data.sources.absa import SemEvalAbsaSource
+from ftlab.data.sources.acl import AclArcSource
+from ftlab.data.sources.agnews import AgNewsSource
+from ftlab.data.sources.base import DataSource, LoadedData
+from ftlab.data.sources.glue import GlueSource
+from ftlab.data.sources.tweeteval import TweetEvalSource
+
+__all__ = [
+    "AclArcSource",
+    "AgNewsSource",
+    "DataSource",
+    "GlueSource",
+    "LoadedData",
+    "SemEvalAbsaSource",
+    "TweetEvalSource",
+]

@@ -1,0 +1,103 @@
+"""Small helpers shared by the sources: strict UTF-8 reading, line splitting, row checks, schema.
+
+Every source builds plain Python lists and turns them into a `datasets.Dataset` with one fixed schema
+(`text`, optional `text_pair`, `label` as int64 class id or float32 score), so that all sources agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import datasets
+
+from ftlab.errors import MalformedRow, UnknownLabel, UserError
+
+TEXT = datasets.Value("string")
+CLASS_ID = datasets.Value("int64")
+SCORE = datasets.Value("float32")
+
+
+def read_text(path: Path, fmt: str) -> str:
+    """The whole file as text: strict UTF-8 (a leading BOM is dropped), CRLF turned into LF.
+
+    Bytes that are not UTF-8 raise `MalformedRow` with the line they are on.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        decoded = exc.object  # after a BOM, positions are relative to the bytes that follow it
+        line = decoded.count(b"\n", 0, exc.start) + 1
+        bad = decoded[exc.start : exc.end].hex(" ")
+        raise MalformedRow(path, line, f"not valid UTF-8 (byte(s) {bad})", fmt) from None
+    return text.replace("\r\n", "\n") if "\r" in text else text
+
+
+def read_lines(path: Path, fmt: str) -> list[str]:
+    """The lines of a file, split on "\\n" only.
+
+    `str.splitlines` is avoided on purpose: it also splits on U+2028, \\x0b, \\x1c ... which occur in tweets
+    and would shift every later line. A final newline does not make an extra empty line.
+    """
+    lines = read_text(path, fmt).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def require_text(value: object, path: Path, line: int, field: str, fmt: str) -> str:
+    """`value` if it is a non-blank string, else `MalformedRow`."""
+    if not isinstance(value, str):
+        raise MalformedRow(path, line, f"{field} must be a string, got {type(value).__name__}", fmt)
+    if not value.strip():
+        raise MalformedRow(path, line, f"{field} is empty", fmt)
+    return value
+
+
+def label_id(raw: object, mapping: Mapping[object, int], path: Path, line: int, known: Iterable[object]) -> int:
+    """Class id of a raw label, else `UnknownLabel` listing `known`."""
+    try:
+        return mapping[raw]
+    except (KeyError, TypeError):  # TypeError: unhashable JSON value (list, dict)
+        raise UnknownLabel(path, line, raw, known) from None
+
+
+def require_rows(n: int, path: Path) -> None:
+    if n == 0:
+        raise UserError(f"{path} has no data rows", "check that the file is complete (it may be truncated)")
+
+
+def build(text: list[str], label: list, text_pair: list[str] | None = None, regression: bool = False) -> datasets.Dataset:
+    """A `Dataset` with the common schema; `text_pair` only for pair tasks."""
+    columns: dict[str, list] = {"text": text}
+    features: dict[str, datasets.Value] = {"text": TEXT}
+    if text_pair is not None:
+        columns["text_pair"] = text_pair
+        features["text_pair"] = TEXT
+    columns["label"] = label
+    features["label"] = SCORE if regression else CLASS_ID
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+def from_hub_split(
+    split: datasets.Dataset,
+    text_col: str,
+    pair_col: str | None = None,
+    label_fn=None,
+    text_fn=None,
+    regression: bool = False,
+) -> datasets.Dataset:
+    """Map a hub split to the common schema (`label_fn` maps each raw label, `text_fn` each text)."""
+    text = list(split[text_col])
+    if text_fn is not None:
+        text = [text_fn(t) for t in text]
+    pair = None
+    if pair_col is not None:
+        pair = list(split[pair_col])
+        if text_fn is not None:
+            pair = [text_fn(t) for t in pair]
+    labels = list(split["label"])
+    if label_fn is not None:
+        labels = [label_fn(x) for x in labels]
+    return build(text, labels, pair, regression)

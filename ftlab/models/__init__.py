@@ -1,0 +1,1 @@
+"""Backbones, the Lightning module, metrics and schedules."""

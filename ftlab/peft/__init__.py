@@ -1,0 +1,1 @@
+"""PEFT injectors: one module per method under the contract in base.py."""

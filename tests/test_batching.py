@@ -1,0 +1,49 @@
+import torch
+
+from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler
+
+
+def test_bucket_sampler_covers_every_index_once_and_depends_only_on_seed_and_epoch():
+    lengths = torch.randint(3, 120, (1000,)).tolist()
+    a = LengthBucketBatchSampler(lengths, batch_size=16, seed=7, chunk_batches=4)
+    b = LengthBucketBatchSampler(lengths, batch_size=16, seed=7, chunk_batches=4)
+    first = a.batches()
+    assert sorted(i for batch in first for i in batch) == list(range(1000))
+    assert len(first) == len(a) == 63
+    assert first == b.batches()
+    a.set_epoch(1)
+    assert a.batches() != first
+    assert LengthBucketBatchSampler(lengths, 16, seed=8, chunk_batches=4).batches() != first
+
+
+def test_bucket_sampler_groups_similar_lengths():
+    lengths = torch.randint(3, 120, (2000,)).tolist()
+    sampler = LengthBucketBatchSampler(lengths, batch_size=32, seed=0)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in sampler.batches())
+    randomly = sum(max(lengths[i] for i in b) * len(b) for b in torch.randperm(2000).split(32))
+    assert padded < 0.75 * randomly
+
+
+def test_eval_order_is_sorted_and_complete():
+    lengths = [5, 1, 9, 3]
+    batches = LengthBucketBatchSampler(lengths, batch_size=3, shuffle=False).batches()
+    assert batches == [[2, 0, 3], [1]]
+
+
+def test_collator_pads_to_longest_on_either_side():
+    examples = [
+        {"input_ids": [101, 7, 102], "attention_mask": [1, 1, 1], "labels": 0},
+        {"input_ids": [101, 102], "attention_mask": [1, 1], "labels": 2},
+    ]
+    right = DynamicPaddingCollator(pad_token_id=0)(examples)
+    assert right["input_ids"].tolist() == [[101, 7, 102], [101, 102, 0]]
+    assert right["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert right["labels"].tolist() == [0, 2]
+    left = DynamicPaddingCollator(pad_token_id=9, padding_side="left")(examples)
+    assert left["input_ids"].tolist() == [[101, 7, 102], [9, 101, 102]]
+    assert left["attention_mask"].tolist() == [[1, 1, 1], [0, 1, 1]]
+
+
+def test_collator_keeps_float_labels_for_regression():
+    examples = [{"input_ids": [1], "attention_mask": [1], "labels": 3.5}]
+    assert DynamicPaddingCollator(0)(examples)["labels"].dtype == torch.float32

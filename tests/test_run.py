@@ -1,0 +1,77 @@
+"""Whole runs in-process on tiny models: what results.json holds, checkpoints, task types."""
+
+import json
+
+import pytest
+import torch
+
+from ftlab.results import RESULTS_FILE
+from ftlab.run import run
+
+
+def test_lora_run_writes_results_and_adapter_only_checkpoints(compose):
+    cfg = compose("dataset=restaurant_sup", "peft=lora", "trainer.max_epochs=2")
+    results = run(cfg)
+    out = results["run_dir"]
+    on_disk = json.loads((cfg.paths.output_dir and __import__("pathlib").Path(out) / RESULTS_FILE).read_text())
+    assert on_disk["status"] == "completed"
+    for key in ("test/accuracy", "test/macro_f1", "test/micro_f1", "test/loss"):
+        assert 0.0 <= on_disk["test"][key] < 10
+    for key in ("val/accuracy", "val/macro_f1", "val/micro_f1", "val/loss"):
+        assert key in on_disk["val"]
+    assert on_disk["task"]["num_labels"] == 3 and on_disk["task"]["label_names"] == ["negative", "neutral", "positive"]
+    p = on_disk["params"]
+    assert 0 < p["trainable"] < p["total"] and p["percent"] == pytest.approx(100 * p["trainable"] / p["total"], abs=1e-3)
+    t = on_disk["timing"]
+    assert t["train_samples"] == 2 * 4 * 8 and t["train_samples_per_s"] > 0 and t["peak_rss_bytes"] > 0
+    assert len(on_disk["data"]["data_hash"]) == 64
+    assert on_disk["data"]["split_sizes"] == {"train": 3452, "validation": 150, "test": 1120}
+    assert [row["epoch"] for row in on_disk["history"]] == [0, 1]
+    assert on_disk["seed"] == 42 and on_disk["versions"]["torch"].startswith("2.13")
+    assert "git_commit" in on_disk
+
+    ckpt = torch.load(f"{out}/{on_disk['best_checkpoint']}", map_location="cpu", weights_only=False)
+    saved = set(ckpt["state_dict"])
+    assert saved and all(("lora_" in k or "classifier" in k or "buffer" in k or k.endswith("_ids")) for k in saved)
+    assert not any(k.endswith("attention.self.query.base_layer.weight") for k in saved)  # frozen backbone not stored
+
+
+def test_full_checkpoint_holds_every_weight(compose):
+    results = run(compose("dataset=acl_sup", "peft=full"))
+    ckpt = torch.load(f"{results['run_dir']}/{results['best_checkpoint']}", map_location="cpu", weights_only=False)
+    assert results["params"]["trainable"] == results["params"]["total"]
+    n_saved = sum(v.numel() for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+    assert n_saved >= results["params"]["total"]
+
+
+def test_test_metrics_come_from_the_best_checkpoint(compose):
+    """Monitor val/loss over 3 epochs; re-evaluating the best checkpoint reproduces test/*."""
+    from ftlab.config import build
+    from ftlab.models.module import ClassifierModule
+
+    cfg = compose("dataset=acl_sup", "peft=full", "trainer.max_epochs=3", "monitor=val/loss", "optimizer.lr=0.05")
+    results = run(cfg)
+    best = results["best_epoch"]
+    losses = [row["val/loss"] for row in results["history"]]
+    assert best == losses.index(min(losses))
+    assert results["best_checkpoint"] == f"checkpoints/best-epoch{best:02d}.ckpt"
+    assert results["val"]["val/loss"] == pytest.approx(min(losses))
+
+
+def test_regression_task_stsb(compose):
+    results = run(compose("dataset=glue", "dataset.subset=stsb", "peft=full"))
+    assert results["task"]["task_type"] == "regression" and results["task"]["num_labels"] == 1
+    assert {"test/mse", "test/pearson", "test/spearman", "test/loss"} <= set(results["test"])
+    assert results["monitor"] == {"metric": "val/pearson", "mode": "max"}
+
+
+@pytest.mark.parametrize("subset,metric", [("cola", "test/mcc"), ("mrpc", "test/f1")])
+def test_glue_task_metrics(compose, subset, metric):
+    results = run(compose("dataset=glue", f"dataset.subset={subset}"))
+    assert metric in results["test"] and "test/accuracy" in results["test"]
+
+
+def test_same_seed_same_metrics(compose):
+    a = run(compose("dataset=acl_sup", "peft=full", "seed=3"))
+    b = run(compose("dataset=acl_sup", "peft=full", "seed=3"))
+    assert a["test"] == b["test"] and a["history"][0]["train/loss"] == b["history"][0]["train/loss"]

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import hydra
@@ -26,16 +27,30 @@ FAILED: list[tuple[str, str]] = []  # (run dir, one-line reason) of the jobs of 
 register_resolvers()
 
 
+class _DropAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
 def _quiet_libraries() -> None:
+    """Library chatter out, Lightning's own console handler out (Hydra's handlers log it once, to
+    the console and to the run's log file)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for name in ("transformers", "datasets"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    import transformers
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     import datasets
+    import transformers
 
     transformers.utils.logging.set_verbosity_error()
     datasets.utils.logging.set_verbosity_error()
     datasets.disable_progress_bars()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropAdverts())
 
 
 def _record_failure(output_dir: Path, cfg: DictConfig, error: BaseException, user: bool) -> None:

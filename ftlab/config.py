@@ -98,7 +98,7 @@ def check_node(key: str, node: dict, provided: set[str]) -> dict:
         if name not in params:
             if takes_any:
                 continue
-            valid = [p for p in params if p not in provided and params[p].kind is not p.VAR_POSITIONAL and p != "self"]
+            valid = [p for p in params if p not in provided and params[p].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
             raise UserError(f"{key}.{name} is not a setting of {target}", f"valid settings: {', '.join(valid)}")
         hint = hints.get(name, params[name].annotation)
         if isinstance(value, dict) and "_target_" in value:

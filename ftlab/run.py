@@ -65,7 +65,7 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
     resolve_monitor(cfg, task)
 
     injector = build(cfg, "peft")
-    built = backbone.build(task, tokenizer)
+    built = backbone.build(task, tokenizer, **injector.load_kwargs())
     model = injector.inject(built.model, built.new_parameters)
     params = injector.trainable_report(model)
     log.info("trainable parameters: %s / %s (%.3f%%)", f"{params.trainable:,}", f"{params.total:,}", params.percent)

@@ -117,18 +117,23 @@ class Backbone:
         for key in present:
             setattr(config, key, value)
 
-    def build(self, task: TaskSpec, tokenizer) -> BuiltModel:
+    def build(self, task: TaskSpec, tokenizer, **load_kwargs) -> BuiltModel:
+        """The classifier for `task`; `load_kwargs` (from the injector, e.g. a quantization config)
+        go to `from_pretrained`."""
         config = self._config(task, tokenizer)
         kwargs = {"attn_implementation": self.attn_implementation} if self.attn_implementation else {}
         if self.torch_dtype is not None:
             kwargs["dtype"] = self.torch_dtype
         if not self.pretrained:
+            if load_kwargs:
+                raise UserError(f"{sorted(load_kwargs)} need pretrained weights, this model is randomly initialised",
+                                "set model.pretrained=<hub id or folder>")
             model = AutoModelForSequenceClassification.from_config(config, **kwargs)
             # what a pretrained checkpoint would lack: everything outside the base model (the head)
             prefix = model.base_model_prefix + "."
             return BuiltModel(model, {n for n, _ in model.named_parameters() if not n.startswith(prefix)})
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            self.pretrained, config=config, revision=self.revision, output_loading_info=True, **kwargs
+            self.pretrained, config=config, revision=self.revision, output_loading_info=True, **kwargs, **load_kwargs
         )
         new = set(info["missing_keys"]) | {k for k, *_ in info.get("mismatched_keys", [])}
         params = {n for n, _ in model.named_parameters()}

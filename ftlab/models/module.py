@@ -107,16 +107,5 @@ class ClassifierModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("state_dict", {})
-        own = self.state_dict()
-        foreign = [k for k in state if k not in own]
-        if not foreign:
-            foreign = [k for k, v in state.items() if v.shape != own[k].shape]
-        lacking = sorted(k for k in self._saved_keys() if k not in state and k.startswith("model.") and "buffer" not in k)
-        lacking = [k for k in lacking if k in dict(self.named_parameters())]
-        if foreign or lacking:
-            example = (foreign or lacking)[0]
-            raise UserError(
-                f"the checkpoint does not fit this model and peft method (e.g. {example})",
-                "load a checkpoint saved by a run with the same model and peft config",
-            )
+        state = {k.removeprefix("model."): v for k, v in checkpoint.get("state_dict", {}).items()}
+        self.injector.check_state(self.model, state)

@@ -1,20 +1,25 @@
 """The injector contract: how a fine-tuning method changes a backbone and what of it is saved.
 
 Each method is one small module with one `Injector` subclass; `conf/peft/<name>.yaml` names it with
-`_target_`. The Lightning module only talks to this interface, so adding a method touches neither
-the training loop nor the checkpointing.
+`_target_`. The Lightning module, the checkpoints and the exports only talk to this interface, so
+adding a method touches neither the training loop nor the checkpointing.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ftlab.errors import UserError
+
+STATE_FILE = "ftlab_adapter.safetensors"
+CONFIG_FILE = "ftlab_adapter.json"
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,21 @@ class Injector(ABC):
     can_merge: bool = False
     trains: bool = True  # False for methods that only evaluate (zero-shot)
 
+    # ---- set-up ------------------------------------------------------------------------------
+    def load_kwargs(self) -> dict:
+        """Extra `from_pretrained` arguments the method needs (a quantization config, say)."""
+        return {}
+
     @abstractmethod
     def inject(self, model: nn.Module, new_parameters: set[str]) -> nn.Module:
-        """Apply the method; mark its parameters and `new_parameters` (the fresh head) trainable."""
+        """Apply the method; mark its parameters and `new_parameters` (the fresh head) trainable.
+        Raise `UserError` here, before training, when the method does not fit the model."""
 
+    def hparams(self) -> dict:
+        """The method's settings, stored beside its weights so a load can rebuild it."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    # ---- reports -----------------------------------------------------------------------------
     def trainable_report(self, model: nn.Module) -> ParamReport:
         params = {id(p): p for p in model.parameters()}.values()  # tied weights count once
         return ParamReport(
@@ -46,36 +62,58 @@ class Injector(ABC):
             total=sum(_numel(p) for p in params),
         )
 
+    # ---- saving ------------------------------------------------------------------------------
     def state_to_save(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """Only what training changes: the trainable parameters (plus buffers of trainable modules)."""
+        """Only what training changes: the trainable parameters."""
         return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
-    def load(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        result = model.load_state_dict(state, strict=False)
-        if result.unexpected_keys:
+    def check_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Refuse weights of another model or method: unknown names, other shapes, trained ones missing."""
+        own = model.state_dict()
+        foreign = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+        lacking = sorted(set(self.state_to_save(model)) - set(state))
+        if foreign or lacking:
+            example = (foreign or lacking)[0]
             raise UserError(
-                f"checkpoint has {len(result.unexpected_keys)} weights this model lacks "
-                f"(e.g. {result.unexpected_keys[0]})",
-                "load a checkpoint saved with the same model and peft method",
-            )
-        expected = set(self.state_to_save(model))
-        lacking = sorted(expected - set(state))
-        if lacking:
-            raise UserError(
-                f"checkpoint lacks {len(lacking)} trained weights (e.g. {lacking[0]})",
-                "load a checkpoint saved with the same model and peft method",
+                f"the saved weights do not fit this model and peft method (e.g. {example})",
+                "load weights saved by a run with the same model and peft config",
             )
 
+    def load(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Put a `state_to_save` dict back into an injected model."""
+        self.check_state(model, state)
+        model.load_state_dict(state, strict=False)
+
+    def save_pretrained(self, model: nn.Module, directory: str | Path) -> Path:
+        """Write what the method trains (not the backbone) to `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.state_to_save(model).items()}
+        save_file(state, str(directory / STATE_FILE))
+        (directory / CONFIG_FILE).write_text(json.dumps({"method": self.name, "hparams": self.hparams()}, indent=2))
+        return directory
+
+    def load_pretrained(self, model: nn.Module, directory: str | Path) -> nn.Module:
+        """Load `save_pretrained` output into a model this injector has injected."""
+        path = Path(directory) / STATE_FILE
+        if not path.is_file():
+            raise UserError(f"no {STATE_FILE} in {directory}", f"point at a folder written by peft={self.name}")
+        self.load(model, load_file(str(path)))
+        return model
+
+    # ---- merging -----------------------------------------------------------------------------
     def merge(self, model: nn.Module) -> nn.Module:
         """Fold the method into plain base weights, giving a model transformers loads on its own."""
         raise UserError(f"peft={self.name} cannot be merged into the base weights",
-                        "export the adapter-only checkpoint instead")
+                        "use the adapter-only weights (save_pretrained) with ftlab instead")
 
-    def export(self, model: nn.Module, directory: str | Path) -> Path:
-        """Write a folder that `AutoModelForSequenceClassification.from_pretrained` loads."""
+    def export(self, model: nn.Module, directory: str | Path, tokenizer=None) -> Path:
+        """A folder `AutoModelForSequenceClassification.from_pretrained` loads with no ftlab installed."""
         merged = self.merge(model)
         directory = Path(directory)
         merged.save_pretrained(directory)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory)
         return directory
 
 
@@ -85,6 +123,7 @@ def _numel(p: torch.Tensor) -> int:
     return int(torch.Size(quant.shape).numel()) if quant is not None else p.numel()
 
 
-def freeze_all_but(model: nn.Module, trainable: set[str]) -> None:
+def mark_trainable(model: nn.Module, trainable: set[str]) -> None:
+    """requires_grad exactly for the named parameters."""
     for name, param in model.named_parameters():
         param.requires_grad = name in trainable

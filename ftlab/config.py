@@ -40,6 +40,20 @@ def _describe(hint) -> str:
             list: "a list", dict: "a mapping"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
+def _literal_choices(hint) -> list | None:
+    """All allowed values when `hint` is a Literal or a Union of Literals (and None), else None."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    choices: dict[str, None] = {}
+    for arg in args:
+        if typing.get_origin(arg) is Literal:
+            choices.update((str(a), None) for a in typing.get_args(arg))
+        elif arg is type(None):
+            choices["null"] = None
+        else:
+            return None
+    return list(choices)
+
+
 def _coerce(value: Any, hint) -> Any:
     """Return `value` as `hint` accepts it, or `_MISSING` if it cannot be; unknown hints pass."""
     origin = typing.get_origin(hint)
@@ -74,7 +88,9 @@ def _coerce(value: Any, hint) -> Any:
         return value if isinstance(value, (list, tuple)) else _MISSING
     if origin is dict or hint is dict:
         return value if isinstance(value, dict) else _MISSING
-    return value  # complex hints (callables, tensors, classes): left to the target
+    if isinstance(hint, type):  # a class (Tensor, Path, ...): a config value must already be one
+        return value if isinstance(value, hint) else _MISSING
+    return value  # typing constructs (Callable, Iterable, ...): left to the target
 
 
 def check_node(key: str, node: dict, provided: set[str]) -> dict:
@@ -106,10 +122,11 @@ def check_node(key: str, node: dict, provided: set[str]) -> dict:
             continue
         coerced = _coerce(value, hint)
         if coerced is _MISSING:
-            if typing.get_origin(hint) is Literal:
-                raise InvalidChoice(f"{key}.{name}", value, typing.get_args(hint))
+            choices = _literal_choices(hint)
+            if choices:
+                raise InvalidChoice(f"{key}.{name}", value, choices)
             raise UserError(f"{key}.{name}={value!r}: expected {_describe(hint)}",
-                            f"override it as {key}.{name}=<{_describe(hint)}>")
+                            f"set {key}.{name} to {_describe(hint)}")
         out[name] = coerced
     return out
 
@@ -124,6 +141,10 @@ def build(cfg: DictConfig, key: str, **provided):
         cause = exc.__cause__
         if isinstance(cause, UserError):
             raise cause from None
+        if not node["_target_"].startswith("ftlab.") and isinstance(cause, (ValueError, TypeError, ImportError)) \
+                or type(cause).__name__ == "MisconfigurationException":
+            # a library refusing a setting (Lightning, torch): its message names the setting
+            raise UserError(f"{key}: {cause}", f"check the {key}.* settings (python -m ftlab --cfg job shows them)") from None
         raise
 
 

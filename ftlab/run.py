@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ftlab.callbacks import RunRecorder
 from ftlab.config import build, build_each
 from ftlab.data.task import TaskSpec
-from ftlab.errors import InvalidChoice, UserError
+from ftlab.errors import InvalidChoice, NeedsCuda
+from ftlab.memory import MemoryRecorder, memory_report
 from ftlab.models.metrics import build_metrics
 from ftlab.models.module import ClassifierModule
 from ftlab.results import RESULTS_FILE, git_commit, package_versions, write_json_atomic
@@ -41,6 +42,18 @@ def resolve_monitor(cfg: DictConfig, task: TaskSpec) -> None:
         raise InvalidChoice("monitor_mode", cfg.monitor_mode, ("min", "max"))
 
 
+def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
+    """fp16 and a GPU accelerator need CUDA; say so at start rather than crash or crawl."""
+    if torch.cuda.is_available():
+        return
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda"):
+        raise NeedsCuda(f"trainer.accelerator={accelerator}", "use trainer.accelerator=cpu (or auto)")
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if precision in ("16", "16-mixed", "16-true"):
+        raise NeedsCuda(f"trainer.precision={precision} (fp16)", "on CPU use trainer.precision=bf16-mixed or 32-true")
+
+
 def best_epoch(history: list[dict], monitor: str, mode: str) -> dict | None:
     rows = [r for r in history if r.get(monitor) is not None]
     if not rows:
@@ -52,6 +65,7 @@ def best_epoch(history: list[dict], monitor: str, mode: str) -> dict | None:
 def run(cfg: DictConfig, choices: dict | None = None) -> dict:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
+    refuse_cuda_only_on_cpu(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -77,6 +91,7 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
     )
     recorder = RunRecorder()
     callbacks = build_each(cfg, "callbacks") + [recorder]
+    callbacks.append(memory_recorder := MemoryRecorder())
     trainer = build(cfg, "trainer", callbacks=callbacks, logger=build_each(cfg, "logger") or False)
     for logger in trainer.loggers:
         logger.log_hyperparams({"trainable_params": params.trainable, "total_params": params.total})
@@ -109,6 +124,7 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
         "git_commit": git_commit(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    results["memory"] = memory_report(cfg, model, injector, memory_recorder)  # estimate next to measured
     write_json_atomic(output_dir / RESULTS_FILE, results)
     return results
 

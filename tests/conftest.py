@@ -21,10 +21,10 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 TINY = [
     "model=tiny_bert",
     "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=4",
-    "+trainer.limit_val_batches=2",
-    "+trainer.limit_test_batches=2",
-    "+trainer.enable_progress_bar=false",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
     "data.batch_size=8",
     "data.eval_batch_size=16",
 ]

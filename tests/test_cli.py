@@ -51,6 +51,10 @@ BAD_INPUTS = {
     "out of range": (["peft.r=0"], ["peft.r=0", "positive"]),
     "bad monitor": (["monitor=val/acc"], ["monitor", "val/accuracy", "val/macro_f1"]),
     "bad batch size": (["data.batch_size=0"], ["data.batch_size", "positive"]),
+    "invalid choice of a library setting": (["trainer.precision=17"], ["trainer.precision", "bf16-mixed", "32-true"]),
+    "fp16 on CPU": (["trainer.precision=16-mixed"], ["needs a CUDA GPU", "bf16-mixed"]),
+    "GPU on CPU": (["trainer.accelerator=gpu"], ["needs a CUDA GPU", "trainer.accelerator=cpu"]),
+    "library refuses a setting": (["trainer.strategy=nonsense"], ["trainer", "nonsense"]),
 }
 
 

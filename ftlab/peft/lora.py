@@ -8,6 +8,9 @@ from torch import nn
 from ftlab.errors import InvalidChoice, UserError
 from ftlab.peft.hf import HFPeftInjector, head_modules
 
+# query/value projections for architectures peft has no LoRA default for (the rest: peft's table)
+DEFAULT_TARGETS = {"distilbert": ["q_lin", "v_lin"]}
+
 
 class LoraInjector(HFPeftInjector):
     name = "lora"
@@ -41,7 +44,7 @@ class LoraInjector(HFPeftInjector):
             r=self.r,
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
-            target_modules=self.target_modules,  # None: peft's default for this architecture
+            target_modules=self.target_modules or DEFAULT_TARGETS.get(model.config.model_type),
             bias=self.bias,
             use_dora=self.use_dora,
             modules_to_save=head_modules(model, new_parameters),

@@ -1,6 +1,7 @@
 """Whole runs in-process on tiny models: what results.json holds, checkpoints, task types."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,10 +11,10 @@ from ftlab.run import run
 
 
 def test_lora_run_writes_results_and_adapter_only_checkpoints(compose):
-    cfg = compose("dataset=restaurant_sup", "peft=lora", "trainer.max_epochs=2")
+    cfg = compose("dataset=restaurant_sup", "peft=lora", "trainer.max_epochs=2", "save.export=true")
     results = run(cfg)
     out = results["run_dir"]
-    on_disk = json.loads((cfg.paths.output_dir and __import__("pathlib").Path(out) / RESULTS_FILE).read_text())
+    on_disk = json.loads((Path(out) / RESULTS_FILE).read_text())
     assert on_disk["status"] == "completed"
     for key in ("test/accuracy", "test/macro_f1", "test/micro_f1", "test/loss"):
         assert 0.0 <= on_disk["test"][key] < 10
@@ -29,6 +30,11 @@ def test_lora_run_writes_results_and_adapter_only_checkpoints(compose):
     assert [row["epoch"] for row in on_disk["history"]] == [0, 1]
     assert on_disk["seed"] == 42 and on_disk["versions"]["torch"].startswith("2.13")
     assert "git_commit" in on_disk
+
+    assert on_disk["saved"] == {"model": "model", "export": "export"}
+    assert (Path(out) / "model" / "adapter_config.json").is_file()  # PEFT's own format
+    assert (Path(out) / "model" / "tokenizer.json").is_file()
+    assert (Path(out) / "export" / "config.json").is_file() and (Path(out) / "export" / "model.safetensors").is_file()
 
     ckpt = torch.load(f"{out}/{on_disk['best_checkpoint']}", map_location="cpu", weights_only=False)
     saved = set(ckpt["state_dict"])

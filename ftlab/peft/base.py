@@ -98,6 +98,10 @@ class Injector(ABC):
         path = Path(directory) / STATE_FILE
         if not path.is_file():
             raise UserError(f"no {STATE_FILE} in {directory}", f"point at a folder written by peft={self.name}")
+        saved = json.loads((Path(directory) / CONFIG_FILE).read_text())
+        if saved.get("method") != self.name or saved.get("hparams") != json.loads(json.dumps(self.hparams())):
+            raise UserError(f"{directory} holds peft={saved.get('method')} {saved.get('hparams')}, "
+                            f"not peft={self.name} {self.hparams()}", "load it with the peft config it was saved with")
         self.load(model, load_file(str(path)))
         return model
 

@@ -64,8 +64,13 @@ def tiny_pretrained(tmp_path_factory):
     return folders
 
 
+# hidden size 32 / 16 leaves a 2-unit bottleneck whose ReLUs can all be dead on the one [CLS] row
+# the last layer's gradient flows through: widen it so "every adapter weight moves" is a fair test
+METHOD_OVERRIDES = {"houlsby": ["peft.reduction_factor=2"], "pfeiffer": ["peft.reduction_factor=2"]}
+
+
 def overrides(method: str, arch: str, folder: Path) -> list[str]:
-    return [f"model={arch}", f"model.pretrained={folder}", f"peft={method}"]
+    return [f"model={arch}", f"model.pretrained={folder}", f"peft={method}", *METHOD_OVERRIDES.get(method, [])]
 
 
 def build_injected(cfg):

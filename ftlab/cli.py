@@ -89,6 +89,10 @@ def hydra_entry(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "estimate":  # `ftlab estimate ...`: memory estimate, no run
+        from ftlab.memory.command import estimate_main
+
+        sys.exit(estimate_main(sys.argv[2:]))
     hydra_entry()
     if FAILED:
         if len(FAILED) > 1 or HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":

@@ -54,6 +54,23 @@ def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
         raise NeedsCuda(f"trainer.precision={precision} (fp16)", "on CPU use trainer.precision=bf16-mixed or 32-true")
 
 
+def save_model(save: DictConfig, injector, model, tokenizer, output_dir: Path) -> dict:
+    """`model/`: what the method trains (PEFT's format for peft-backed methods) plus the tokenizer;
+    `export/`: merged into a plain transformers model, when asked and the method allows it."""
+    saved = {}
+    if save.model:
+        injector.save_pretrained(model, output_dir / "model")
+        tokenizer.save_pretrained(output_dir / "model")
+        saved["model"] = "model"
+    if save.export:
+        if not injector.can_merge:
+            log.warning("save.export skipped: peft=%s cannot be merged into the base weights", injector.name)
+        else:
+            injector.export(model, output_dir / "export", tokenizer)
+            saved["export"] = "export"
+    return saved
+
+
 def best_epoch(history: list[dict], monitor: str, mode: str) -> dict | None:
     rows = [r for r in history if r.get(monitor) is not None]
     if not rows:
@@ -101,6 +118,7 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
     checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0]
+    saved = save_model(cfg.save, injector, module.model, tokenizer, output_dir)  # the best weights, tested
 
     best = best_epoch(recorder.history, cfg.monitor, cfg.monitor_mode)
     results = {
@@ -115,6 +133,7 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
         "val": {k: v for k, v in (best or {}).items() if k.startswith("val/")},
         "test": {k: float(v) for k, v in test_metrics.items()},
         "params": params.to_dict(),
+        "saved": saved,
         "timing": {**recorder.summary(), "data_setup_seconds": round(datamodule.setup_seconds, 3),
                    "tokenization_cache_hit": datamodule.cache_hit,
                    "total_seconds": round(time.perf_counter() - started, 3)},

@@ -21,6 +21,8 @@ from ftlab.config import register_resolvers
 from ftlab.errors import UserError
 from ftlab.results import RESULTS_FILE, write_json_atomic
 
+# bitsandbytes warns at import that an optional hub-downloaded CPU kernel is missing; the built-in one works
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("ftlab")
 FAILED: list[tuple[str, str]] = []  # (run dir, one-line reason) of the jobs of this process

@@ -19,6 +19,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 # overrides that make any run a seconds-long smoke run
 TINY = [
+    "threads=1",  # a shared 2-core box: a second torch thread waits on the busy core
     "model=tiny_bert",
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=4",

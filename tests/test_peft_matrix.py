@@ -29,6 +29,8 @@ TASK = classification(["a", "b", "c"])
 # (method, arch) pairs the injector refuses at start, with the reason it must give
 REFUSED = {
     ("bitfit", "tiny_llama"): "bias",
+    ("prefix", "tiny_distilbert"): "past key values",
+    ("prompt", "tiny_llama"): "padding",
 }
 
 

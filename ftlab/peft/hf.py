@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 
+import torch
 from peft import PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from peft.utils import load_peft_weights
 from torch import nn
@@ -28,6 +30,33 @@ def linear_layer_names(model: nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
 
 
+def probe(model: nn.Module, watch: Iterable[nn.Parameter] = ()) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """One forward and backward at inject time, so that a method which does not fit the model fails
+    before training and not at its first (or its longest) batch. Feeds a right-padded batch of two
+    and its short example alone, in eval mode (dropout off); returns the short example's logits in
+    the batch and alone (a method that reads padding makes them differ) and whether every `watch`ed
+    parameter got a non-zero gradient (a method the model silently ignores gets none)."""
+    vocab = model.get_input_embeddings().num_embeddings
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    ids = [t for t in range(vocab // 2, vocab // 2 + 7) if t != pad][:6]
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([ids, ids[:3] + [pad] * 3], device=device)
+    mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3], device=device)
+    watch, was_training = list(watch), model.training
+    model.eval()
+    try:
+        logits = model(input_ids=input_ids, attention_mask=mask).logits
+        logits.float().sum().backward()
+        with torch.no_grad():
+            alone = model(input_ids=input_ids[1:, :3], attention_mask=mask[1:, :3]).logits
+        reached = all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in watch)
+        return logits[1:].detach().float(), alone.float(), reached
+    finally:
+        model.train(was_training)
+        for param in model.parameters():
+            param.grad = None
+
+
 class HFPeftInjector(Injector):
     @abstractmethod
     def peft_config(self, model: nn.Module, new_parameters: set[str]) -> PeftConfig:
@@ -41,9 +70,11 @@ class HFPeftInjector(Injector):
             if "target" not in str(exc).lower():
                 raise
             targets = getattr(config, "target_modules", None)
+            model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
             raise UserError(
-                f"peft.target_modules={sorted(targets) if targets else targets} does not match this model's layers",
-                f"choose from its linear layers: {', '.join(linear_layer_names(model))}",
+                f"peft.target_modules={sorted(targets)} does not match this model's layers" if targets
+                else f"peft has no default target_modules for model type {model_type}",
+                f"set peft.target_modules to some of its linear layers: {', '.join(linear_layer_names(model))}",
             ) from None
 
     def save_pretrained(self, model: nn.Module, directory: str | Path) -> Path:
@@ -55,8 +86,10 @@ class HFPeftInjector(Injector):
         if not (Path(directory) / "adapter_config.json").is_file():
             raise UserError(f"no adapter_config.json in {directory}", f"point at a folder written by peft={self.name}")
         result = set_peft_model_state_dict(model, load_peft_weights(str(directory)))
-        if result.unexpected_keys:
-            raise UserError(f"the adapter in {directory} does not fit this model (e.g. {result.unexpected_keys[0]})",
+        # prompt learning's virtual tokens are loaded into the prompt encoder, outside the state dict
+        unexpected = [k for k in result.unexpected_keys if k != "prompt_embeddings"]
+        if unexpected:
+            raise UserError(f"the adapter in {directory} does not fit this model (e.g. {unexpected[0]})",
                             "load an adapter saved with the same model and peft config")
         return model
 

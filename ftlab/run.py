@@ -132,6 +132,7 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
         "best_checkpoint": str(Path(best_path).relative_to(output_dir)) if best_path else None,
         "val": {k: v for k, v in (best or {}).items() if k.startswith("val/")},
         "test": {k: float(v) for k, v in test_metrics.items()},
+        "test_confusion_matrix": module.test_confusion_matrix,
         "params": params.to_dict(),
         "saved": saved,
         "timing": {**recorder.summary(), "data_setup_seconds": round(datamodule.setup_seconds, 3),

@@ -20,6 +20,8 @@ def test_lora_run_writes_results_and_adapter_only_checkpoints(compose):
         assert 0.0 <= on_disk["test"][key] < 10
     for key in ("val/accuracy", "val/macro_f1", "val/micro_f1", "val/loss"):
         assert key in on_disk["val"]
+    matrix = on_disk["test_confusion_matrix"]
+    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix) and sum(map(sum, matrix)) == 2 * 16
     assert on_disk["task"]["num_labels"] == 3 and on_disk["task"]["label_names"] == ["negative", "neutral", "positive"]
     p = on_disk["params"]
     assert 0 < p["trainable"] < p["total"] and p["percent"] == pytest.approx(100 * p["trainable"] / p["total"], abs=1e-3)

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ftlab.data.task import TaskSpec, TaskType
 from ftlab.errors import UserError
@@ -38,6 +39,9 @@ class ClassifierModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.val_metrics = build_metrics(task).clone(prefix="val/")
         self.test_metrics = build_metrics(task).clone(prefix="test/")
+        # rows = true class, columns = predicted; kept for the report's confusion-matrix figures
+        self.test_confusion = MulticlassConfusionMatrix(task.num_labels) if task.task_type is TaskType.SINGLE_LABEL else None
+        self.test_confusion_matrix: list[list[int]] | None = None
         self.strict_loading = False  # checkpoints carry only the trained weights
         # from_pretrained returns eval mode and Lightning keeps the mode it finds: train with dropout on
         self.train()
@@ -67,12 +71,15 @@ class ClassifierModule(L.LightningModule):
         labels = batch["labels"]
         self.log(f"{stage}/loss", self.loss(logits, labels), on_epoch=True, batch_size=len(labels), sync_dist=True)
         metrics.update(*metric_inputs(self.task, logits, labels))
+        return logits
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, self.val_metrics, "val")
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, self.test_metrics, "test")
+        logits = self._eval_step(batch, self.test_metrics, "test")
+        if self.test_confusion is not None:
+            self.test_confusion.update(logits.argmax(-1), batch["labels"])
 
     def on_validation_epoch_end(self):
         self.log_dict(self.val_metrics.compute())
@@ -81,6 +88,9 @@ class ClassifierModule(L.LightningModule):
     def on_test_epoch_end(self):
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
+        if self.test_confusion is not None:
+            self.test_confusion_matrix = self.test_confusion.compute().tolist()
+            self.test_confusion.reset()
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -64,6 +65,19 @@ def test_test_metrics_come_from_the_best_checkpoint(compose):
     assert best == losses.index(min(losses))
     assert results["best_checkpoint"] == f"checkpoints/best-epoch{best:02d}.ckpt"
     assert results["val"]["val/loss"] == pytest.approx(min(losses))
+
+    backbone = build(cfg, "model")
+    tokenizer = backbone.load_tokenizer()
+    datamodule = build(cfg, "data", source=build(cfg, "dataset"), tokenizer=tokenizer, seed=cfg.seed)
+    datamodule.setup()
+    injector = build(cfg, "peft")
+    built = backbone.build(datamodule.task, tokenizer)
+    module = ClassifierModule(injector.inject(built.model, built.new_parameters), datamodule.task, injector,
+                              optimizer=build(cfg, "optimizer"))
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, limit_test_batches=2, enable_checkpointing=False)
+    again = trainer.test(module, datamodule=datamodule, verbose=False,
+                         ckpt_path=f"{results['run_dir']}/{results['best_checkpoint']}")[0]
+    assert again == pytest.approx(results["test"], abs=1e-6)
 
 
 def test_regression_task_stsb(compose):

@@ -1,0 +1,167 @@
+"""Several datasets in one label space: `dataset=multi dataset.parts=[restaurant_sup,laptop_sup]`.
+
+Each part is the name of another config in `conf/dataset/`, built with the same `data_dir` (and
+checked like any `dataset=` choice). Class ids are offset per part in the order given and label
+names are prefixed with the part name (`restaurant_sup:positive`, ..., `laptop_sup:positive`);
+each split is the concatenation of the parts' splits, in part order. Only single-label parts can
+be combined (a regression or multi-label part has no classes to offset).
+
+Pair parts (SemEval: term + sentence) and single-text parts (ACL-ARC) cannot share one `text_pair`
+column: an empty pair still adds a second segment and a separator, and Arrow cannot mix rows with
+and without one. Mixing them is refused unless `mixed_pairs=join`, which folds every pair into one
+text `text + pair_separator + text_pair`. The default separator ` [SEP] ` is the separator token of
+BERT-family vocabularies (their tokenizers read it as that token, so the ids equal the pair
+encoding's; only the segment ids differ); for RoBERTa-style tokenizers use `</s></s>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import datasets
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ftlab.data.sources._parsing import build
+from ftlab.data.sources.base import SPLITS, DataSource, LoadedData
+from ftlab.data.task import TaskSpec, TaskType, classification
+from ftlab.errors import InvalidChoice, InvalidValue, UserError
+
+DATASET_CONF = Path(__file__).resolve().parents[3] / "conf" / "dataset"
+NOT_NAMEABLE = ("local", "multi")  # need paths / parts of their own: not usable as a part or a base by name
+MIXED_PAIRS = ("error", "join")
+
+
+def dataset_configs() -> list[str]:
+    """Names of the dataset configs another dataset can be built from."""
+    return sorted(p.stem for p in DATASET_CONF.glob("*.yaml") if p.stem not in NOT_NAMEABLE)
+
+
+def named_source(
+    name: str, data_dir: str | None, key: str, overrides: dict | None = None, settings_key: str | None = None
+) -> DataSource:
+    """Build the source of `conf/dataset/<name>.yaml` with `data_dir` (and `overrides` on top), checked
+    like a `dataset=` choice. `key` names the setting that chose `name` (`dataset.parts`), `settings_key`
+    the node its settings are reported under (default `<key>[<name>]`)."""
+    from ftlab.config import check_node  # ftlab.config imports Hydra helpers only
+
+    valid = dataset_configs()
+    if not isinstance(name, str) or name not in valid:
+        raise InvalidChoice(key, name, valid)
+    node = OmegaConf.load(DATASET_CONF / f"{name}.yaml")
+    if "data_dir" in node:
+        node.data_dir = data_dir
+    if overrides:
+        node = OmegaConf.merge(node, OmegaConf.create(dict(overrides)))
+    plain = OmegaConf.to_container(node, resolve=True)
+    plain = check_node(settings_key or f"{key}[{name}]", plain, set())
+    try:
+        return instantiate(plain)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        if isinstance(cause, TypeError) and unexpected:  # a source taking **kwargs passes unknown keys on
+            raise UserError(f"{settings_key or key}.{unexpected[1]} is not a setting of {plain['_target_']}",
+                            f"see conf/dataset/{name}.yaml for its settings") from None
+        raise
+
+
+def require_single_label(source: DataSource, what: str, fix: str) -> TaskSpec:
+    task = source.task()
+    if task.task_type is not TaskType.SINGLE_LABEL:
+        raise UserError(f"{what} is a {task.task_type.value} dataset; only single-label datasets have classes to use", fix)
+    return task
+
+
+class MultiSource(DataSource):
+    file_format = "the files of each part"
+
+    def __init__(
+        self,
+        parts: list | tuple = ("restaurant_sup", "laptop_sup"),
+        data_dir: str | None = None,
+        mixed_pairs: str = "error",
+        pair_separator: str = " [SEP] ",
+    ):
+        super().__init__(data_dir)
+        parts = list(parts)
+        if not parts:
+            raise InvalidValue("dataset.parts", parts, "a non-empty list of dataset config names")
+        duplicates = sorted({p for p in parts if parts.count(p) > 1}, key=str)
+        if duplicates:
+            raise UserError(f"dataset.parts lists {', '.join(map(str, duplicates))} more than once",
+                            "name each dataset once")
+        if mixed_pairs not in MIXED_PAIRS:
+            raise InvalidChoice("dataset.mixed_pairs", mixed_pairs, MIXED_PAIRS)
+        self.part_names = parts
+        self.mixed_pairs = mixed_pairs
+        self.pair_separator = pair_separator
+        self.parts = [named_source(p, data_dir, "dataset.parts") for p in parts]
+        self.tasks = [
+            require_single_label(s, f"dataset.parts: {p}", "combine only single-label datasets (drop that part)")
+            for p, s in zip(parts, self.parts)
+        ]
+        self.name = "multi(" + "+".join(parts) + ")"
+
+    def local_files(self) -> list[Path]:
+        return [f for part in self.parts for f in part.local_files()]
+
+    def has_local(self) -> bool:
+        return all(part.has_local() for part in self.parts)
+
+    def task(self) -> TaskSpec:
+        return classification(f"{p}:{label}" for p, t in zip(self.part_names, self.tasks) for label in t.label_names)
+
+    def offsets(self) -> list[int]:
+        out, total = [], 0
+        for task in self.tasks:
+            out.append(total)
+            total += len(task.label_names)
+        return out
+
+    def params(self) -> dict:
+        return {"parts": list(self.part_names), "mixed_pairs": self.mixed_pairs, "pair_separator": self.pair_separator}
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(f"{type(self).__module__}.{type(self).__qualname__}|{sorted(self.params().items())}".encode())
+        for part in self.parts:
+            h.update(part.fingerprint().encode())
+        return h.hexdigest()
+
+    def load(self) -> LoadedData:
+        loaded = [part.load() for part in self.parts]
+        return LoadedData(self._combine([x.splits for x in loaded]), self.task(),
+                          "; ".join(f"{n}={x.origin}" for n, x in zip(self.part_names, loaded)))
+
+    def load_local(self) -> datasets.DatasetDict:
+        return self._combine([part.load_local() for part in self.parts])
+
+    def _combine(self, parts: list[datasets.DatasetDict]) -> datasets.DatasetDict:
+        with_pair = [n for n, s in zip(self.part_names, parts) if "text_pair" in s["train"].column_names]
+        mixed = 0 < len(with_pair) < len(parts)
+        if mixed and self.mixed_pairs == "error":
+            single = [n for n in self.part_names if n not in with_pair]
+            raise UserError(
+                f"dataset.parts mixes text-pair datasets ({', '.join(with_pair)}) with single-text ones "
+                f"({', '.join(single)})",
+                f"combine only one kind, or set dataset.mixed_pairs=join to fold each pair into one text "
+                f"'text{self.pair_separator}text_pair' (dataset.pair_separator)",
+            )
+        out = {}
+        for split in SPLITS:
+            text, pair, label = [], [], []
+            for offset, splits in zip(self.offsets(), parts):
+                cols = splits[split][:]
+                if "text_pair" in cols and mixed:
+                    text += [f"{t}{self.pair_separator}{p}" for t, p in zip(cols["text"], cols["text_pair"])]
+                else:
+                    text += cols["text"]
+                    pair += cols.get("text_pair", [])
+                label += [int(y) + offset for y in cols["label"]]
+            out[split] = build(text, label, pair if with_pair and not mixed else None)
+        return datasets.DatasetDict(out)

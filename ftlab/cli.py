@@ -95,6 +95,9 @@ def main() -> None:
         from ftlab.memory.command import estimate_main
 
         sys.exit(estimate_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "report":  # `ftlab report <dir>...`: tables, tests, plots over runs
+        from ftlab.report.command import report_main
+        sys.exit(report_main(sys.argv[2:]))
     hydra_entry()
     if FAILED:
         if len(FAILED) > 1 or HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":

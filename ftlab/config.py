@@ -93,6 +93,32 @@ def _coerce(value: Any, hint) -> Any:
     return value  # typing constructs (Callable, Iterable, ...): left to the target
 
 
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _signature(fn) -> tuple[dict, dict, bool]:
+    """(name -> annotation, type hints, accepts any keyword) of a callable; for a class, the
+    `__init__` chain: a subclass passing **kwargs up accepts what its bases accept, no more."""
+    params: dict = {}
+    hints: dict = {}
+    functions = [k.__dict__["__init__"] for k in fn.__mro__ if "__init__" in k.__dict__] if inspect.isclass(fn) else [fn]
+    for function in functions:
+        try:
+            sig = inspect.signature(function)
+        except (TypeError, ValueError):
+            return params, hints, True
+        for name, p in sig.parameters.items():
+            if p.kind not in _VARIADIC and name != "self":
+                params.setdefault(name, p.annotation)
+        try:
+            hints = {**typing.get_type_hints(function), **hints}
+        except Exception:
+            pass
+        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return params, hints, False
+    return params, hints, True
+
+
 def check_node(key: str, node: dict, provided: set[str]) -> dict:
     """Check keys and value types of one `_target_` node against the target's signature."""
     target = node["_target_"]
@@ -100,13 +126,7 @@ def check_node(key: str, node: dict, provided: set[str]) -> dict:
         fn = get_method(target)
     except Exception:
         raise UserError(f"{key}._target_={target!r} cannot be imported", "check the module and class name") from None
-    sig = inspect.signature(fn)
-    try:
-        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
-    except Exception:
-        hints = {}
-    params = sig.parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    params, hints, takes_any = _signature(fn)
     out = dict(node)
     for name, value in node.items():
         if name.startswith("_") and name.endswith("_"):
@@ -114,9 +134,9 @@ def check_node(key: str, node: dict, provided: set[str]) -> dict:
         if name not in params:
             if takes_any:
                 continue
-            valid = [p for p in params if p not in provided and params[p].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+            valid = [p for p in params if p not in provided]
             raise UserError(f"{key}.{name} is not a setting of {target}", f"valid settings: {', '.join(valid)}")
-        hint = hints.get(name, params[name].annotation)
+        hint = hints.get(name, params[name])
         if isinstance(value, dict) and "_target_" in value:
             out[name] = check_node(f"{key}.{name}", value, set())
             continue

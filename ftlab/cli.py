@@ -56,10 +56,14 @@ def _quiet_libraries() -> None:
         handler.addFilter(_DropAdverts())
 
 
-def _record_failure(output_dir: Path, cfg: DictConfig, error: BaseException, user: bool) -> None:
+def _record_failure(output_dir: Path, cfg: DictConfig, error: BaseException, user: bool, choices: dict,
+                    overrides: list[str]) -> None:
     write_json_atomic(output_dir / RESULTS_FILE, {
         "status": "failed",
         "run_dir": str(output_dir),
+        "seed": cfg.get("seed"),
+        "choices": choices,
+        "overrides": overrides,
         "error": {"type": type(error).__name__, "message": str(error), "user_error": user},
         "config": OmegaConf.to_container(cfg, resolve=False),
     })
@@ -73,18 +77,19 @@ def hydra_entry(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    overrides = list(hc.overrides.task)
     try:
-        results = run(cfg, choices=choices)
+        results = run(cfg, choices=choices, overrides=overrides)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        _record_failure(output_dir, cfg, err, user=True)
+        _record_failure(output_dir, cfg, err, True, choices, overrides)
         FAILED.append((str(output_dir), err.problem))
         return
     except Exception as err:
         if hc.mode.name != "MULTIRUN":
             raise  # a bug: keep the traceback
         traceback.print_exc()
-        _record_failure(output_dir, cfg, err, user=False)
+        _record_failure(output_dir, cfg, err, False, choices, overrides)
         FAILED.append((str(output_dir), f"{type(err).__name__}: {err}"))
         return
     print(metrics_table(results))

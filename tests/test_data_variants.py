@@ -229,7 +229,7 @@ def test_local_carves_validation_from_train_and_paths_are_relative_to_cwd(tmp_pa
      r"train.csv, line 3: expected 2 fields \(as in the header\), found 3", "correct or remove that line"),
     ("bad json", {"train.jsonl": '{"text": "a", "label": 1}\n{"text": "b", label: 1}\n'}, {"train": "train.jsonl"},
      MalformedRow, r"train.jsonl, line 2: invalid JSON", "correct or remove that line"),
-    ("bad quoting", {"train.csv": 'text,label\na,x\n"open,x\n'}, {}, MalformedRow, r"train.csv, line 3: bad quoting", ""),
+    ("bad quoting", {"train.csv": 'text,label\na,x\n"open,x\n'}, {}, MalformedRow, r"train.csv, line 3: bad CSV quoting", ""),
     ("unknown label", {"test.csv": "text,label\nok,x\nhm,z\n"}, {}, UnknownLabel,
      r"unknown label 'z' in .*test.csv, line 3", "known labels are: x, y"),
     ("label not in label_names", {}, {"label_names": ["x"]}, UnknownLabel, r"unknown label 'y' in .*train.csv, line 3", "x"),

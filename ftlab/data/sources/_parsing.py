@@ -6,7 +6,9 @@ Every source builds plain Python lists and turns them into a `datasets.Dataset` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import datasets
@@ -32,6 +34,20 @@ def read_text(path: Path, fmt: str) -> str:
         bad = decoded[exc.start : exc.end].hex(" ")
         raise MalformedRow(path, line, f"not valid UTF-8 (byte(s) {bad})", fmt) from None
     return text.replace("\r\n", "\n") if "\r" in text else text
+
+
+def csv_records(path: Path, fmt: str, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
+    """(first physical line, fields) of each CSV record; quoting errors name the line."""
+    reader = csv.reader(io.StringIO(read_text(path, fmt), newline=""), delimiter=delimiter, strict=True)
+    while True:
+        line = reader.line_num + 1  # a quoted field may span lines: report where the record starts
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise MalformedRow(path, line, f"bad CSV quoting: {exc}", fmt) from None
+        yield line, row
 
 
 def read_lines(path: Path, fmt: str) -> list[str]:

@@ -9,14 +9,12 @@ that train part with `validation_fraction` / `split_seed` like every other sourc
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import build, from_hub_split, read_text, require_rows, require_text
+from ftlab.data.sources._parsing import build, csv_records, from_hub_split, require_rows, require_text
 from ftlab.data.sources.base import DataSource
 from ftlab.data.task import TaskSpec, classification
 from ftlab.errors import InvalidChoice, InvalidValue, MalformedRow, UnknownLabel
@@ -84,16 +82,8 @@ class AgNewsSource(DataSource):
 def parse_file(path: Path, text_fields: str) -> datasets.Dataset:
     known = [f"{i} ({name})" for i, name in enumerate(LABELS, start=1)]
     mapping = {str(i): i - 1 for i in range(1, len(LABELS) + 1)}
-    reader = csv.reader(io.StringIO(read_text(path, FILE_FORMAT), newline=""), strict=True)
     texts, labels = [], []
-    while True:
-        line = reader.line_num + 1  # first physical line of the next record
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise MalformedRow(path, line, f"bad CSV quoting: {exc}", FILE_FORMAT) from None
+    for line, row in csv_records(path, FILE_FORMAT):
         if len(row) != 3:
             raise MalformedRow(path, line, f"expected 3 columns, found {len(row)}", FILE_FORMAT)
         raw_label, title, description = row

@@ -19,15 +19,13 @@ entry in `_LABEL_READERS` plus its `TaskSpec`.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import build, read_lines, read_text, require_text
+from ftlab.data.sources._parsing import build, csv_records, read_lines, require_text
 from ftlab.data.sources.base import DataSource, LoadedData
 from ftlab.data.task import TaskSpec, classification, regression
 from ftlab.errors import DataFileMissing, InvalidChoice, MalformedRow, UnknownLabel, UserError
@@ -202,16 +200,8 @@ def _missing_column(path: Path, column: str, present: list[str]) -> UserError:
 
 def _read_delimited(path: Path, fmt: str, kind: str, wanted: list[str]):
     delimiter = "," if kind == "csv" else "\t"
-    reader = csv.reader(io.StringIO(read_text(path, fmt), newline=""), delimiter=delimiter, strict=True)
     header = None
-    while True:
-        line = reader.line_num + 1  # first physical line of the next record
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise MalformedRow(path, line, f"bad quoting: {exc}", fmt) from None
+    for line, row in csv_records(path, fmt, delimiter):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # a blank line
         if header is None:

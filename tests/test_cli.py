@@ -101,3 +101,16 @@ def assert_user_error(proc, expected: list[str]) -> None:
     assert "Traceback" not in output, output[-3000:]
     for fragment in expected:
         assert fragment in output, f"{fragment!r} missing from:\n{output[-2000:]}"
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    """The run folder carries microseconds: two jobs started together never share or overwrite one."""
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    args = [sys.executable, "-m", "ftlab", *TINY, "dataset=acl_sup", "save.model=false"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+    results = sorted((tmp_path / "outputs" / "runs").glob("*/*/results.json"))
+    assert len(results) == 2 and results[0].parent != results[1].parent
+    assert all(json.loads(r.read_text())["status"] == "completed" for r in results)

@@ -143,3 +143,20 @@ def test_cli_estimate_bad_arguments(args):
     assert len(proc.stderr.strip().splitlines()) <= 6, proc.stderr
     if "model=robrta" in args:
         assert "model/robrta" in proc.stderr and "tiny_bert" in proc.stderr
+
+
+def test_gradient_checkpointing_keeps_layer_inputs_and_recomputes_one_layer(compose):
+    from ftlab.memory.command import build_for_estimate
+    from ftlab.memory.estimate import estimate_model
+
+    cfg = compose("peft=full")
+    model, _ = build_for_estimate(cfg)
+    plain = estimate_model(model, batch_size=8, max_length=64, device="cuda")
+    for module in model.modules():
+        if hasattr(module, "gradient_checkpointing"):
+            module.gradient_checkpointing = True
+    ckpt = estimate_model(model, batch_size=8, max_length=64, device="cuda")
+    layer = layer_activation_bytes(8, 64, 32, 2, 64, fused_attention=True)
+    assert ckpt["dims"]["gradient_checkpointing"] and not plain["dims"]["gradient_checkpointing"]
+    assert plain["bytes"]["activations"] - ckpt["bytes"]["activations"] == 2 * layer - 2 * 8 * 64 * 32 * 4
+    assert ckpt["bytes"]["checkpoint_recompute"] == layer

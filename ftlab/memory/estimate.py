@@ -169,14 +169,24 @@ def estimate_model(model: nn.Module, *, batch_size: int, max_length: int, precis
     acts = 0
     if below and any(isinstance(m, nn.LayerNorm) for n, m in model.named_modules() if "embed" in n):
         acts += tokens * dims["hidden"] * (value + mask * dims["hidden_dropout"])  # embeddings' LN input, mask
+    per_layer = []
     for i, blk in enumerate(list(blocks)[first:]):
         if all(p.requires_grad for p in blk.parameters()):
-            acts += layer_activation_bytes(b, l, frozen=False, **shape)
+            per_layer.append(layer_activation_bytes(b, l, frozen=False, **shape))
         else:
             stage = first_stage(blk) if i == 0 and not below else 0
-            acts += layer_activation_bytes(b, l, frozen=True, skip_attention=stage >= 1, skip_ffn=stage >= 3, **shape)
-            acts += method_activation_bytes(blk, tokens, value, mask)
+            per_layer.append(layer_activation_bytes(b, l, frozen=True, skip_attention=stage >= 1, skip_ffn=stage >= 3, **shape)
+                             + method_activation_bytes(blk, tokens, value, mask))
+    checkpointing = any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+    recompute = 0
+    if checkpointing and per_layer:  # each layer keeps its input; the backward recomputes one layer at a time
+        acts += len(per_layer) * tokens * dims["hidden"] * value
+        recompute = max(per_layer)
+    else:
+        acts += sum(per_layer)
     parts = {"weights": round(weights), "gradients": round(grads), "optimizer_states": round(opt), "activations": acts}
+    if recompute:
+        parts["checkpoint_recompute"] = recompute  # one layer's activations, alive during its backward only
     if mixed:  # bf16/fp16 copies of the Linear weights the backward goes through
         parts["autocast_weight_copies"] = 2 * sum(m.weight.numel() for i, blk in enumerate(blocks) if i >= first
                                                   for m in blk.modules() if isinstance(m, nn.Linear))
@@ -184,7 +194,8 @@ def estimate_model(model: nn.Module, *, batch_size: int, max_length: int, precis
             "device": device, "attention": f"{attn} ({'fused: no l^2 tensors' if fused else 'l^2 tensors stored'})",
             "params": {"total": total, "trainable": trainable},
             "dims": {**{k: v for k, v in dims.items() if not k.endswith("dropout")}, "gated_ffn": gated,
-                     "layers_in_backward": len(blocks) - first, "weights_4bit": quant_4bit is not None},
+                     "layers_in_backward": len(blocks) - first, "weights_4bit": quant_4bit is not None,
+                     "gradient_checkpointing": checkpointing},
             "bytes": parts, "total_bytes": sum(parts.values()), "notes": [n for n in (note,) if n],
             # reference: study 001's full fine-tuning activations, d(34blh + 9bal^2 + 8blh') (fp32, eager, CUDA)
             "study_formula_activations": len(blocks) * layer_activation_bytes(b, l, dims["hidden"], dims["heads"], dims["ffn"])}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -47,6 +48,20 @@ def csv_records(path: Path, fmt: str, delimiter: str = ",") -> Iterator[tuple[in
             return
         except csv.Error as exc:
             raise MalformedRow(path, line, f"bad CSV quoting: {exc}", fmt) from None
+        yield line, row
+
+
+def jsonl_records(path: Path, fmt: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank JSON Lines row; bad JSON or a non-object names the line."""
+    for line, raw in enumerate(read_lines(path, fmt), start=1):
+        if not raw.strip():
+            continue  # blank lines carry nothing in JSON Lines
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise MalformedRow(path, line, f"invalid JSON: {exc.msg} (column {exc.colno})", fmt) from None
+        if not isinstance(row, dict):
+            raise MalformedRow(path, line, "the line is not a JSON object", fmt)
         yield line, row
 
 

@@ -5,12 +5,11 @@ Files: `acl_sup/{train,dev,test}.jsonl`, one JSON object per line `{"text", "lab
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import build, label_id, read_lines, require_rows, require_text
+from ftlab.data.sources._parsing import build, jsonl_records, label_id, require_rows, require_text
 from ftlab.data.sources.base import DataSource
 from ftlab.data.task import TaskSpec, classification
 from ftlab.errors import MalformedRow
@@ -59,15 +58,7 @@ class AclArcSource(DataSource):
 def parse_file(path: Path) -> datasets.Dataset:
     mapping = {name: i for i, name in enumerate(LABELS)}
     texts, labels = [], []
-    for line_no, line in enumerate(read_lines(path, FILE_FORMAT), start=1):
-        if not line.strip():
-            continue  # blank lines carry nothing in JSON Lines
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MalformedRow(path, line_no, f"invalid JSON: {exc.msg} (column {exc.colno})", FILE_FORMAT) from None
-        if not isinstance(row, dict):
-            raise MalformedRow(path, line_no, "the line is not a JSON object", FILE_FORMAT)
+    for line_no, row in jsonl_records(path, FILE_FORMAT):
         for field in ("text", "label"):
             if field not in row:
                 raise MalformedRow(path, line_no, f"no {field!r} field", FILE_FORMAT)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import build, csv_records, read_lines, require_text
+from ftlab.data.sources._parsing import build, csv_records, jsonl_records, require_text
 from ftlab.data.sources.base import DataSource, LoadedData
 from ftlab.data.task import TaskSpec, classification, regression
 from ftlab.errors import DataFileMissing, InvalidChoice, MalformedRow, UnknownLabel, UserError
@@ -219,15 +219,7 @@ def _read_delimited(path: Path, fmt: str, kind: str, wanted: list[str]):
 
 def _read_jsonl(path: Path, fmt: str, kind: str, wanted: list[str]):
     first = True
-    for line, raw in enumerate(read_lines(path, fmt), start=1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise MalformedRow(path, line, f"invalid JSON: {exc.msg} (column {exc.colno})", fmt) from None
-        if not isinstance(row, dict):
-            raise MalformedRow(path, line, "the line is not a JSON object", fmt)
+    for line, row in jsonl_records(path, fmt):
         for column in wanted:
             if column not in row:
                 if first:

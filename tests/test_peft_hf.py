@@ -152,7 +152,9 @@ SHAPES = {
 # dora: 12 layers x (query, value) x (A 8x768 + B 768x8 + magnitude 768) = 313,344
 # ia3:  12 x (key 768 + value 768 + attention.output.dense in 768 + output.dense in 3072) = 64,512
 # prefix: 20 tokens x 12 layers x (key, value) x 768 = 368,640;  prompt: 20 x 768 = 15,360
+# lora (r 8): 12 layers x (query, value) x (A 8x768 + B 768x8) = 294,912
 EXPECTED = {
+    ("bert-base", "lora"): 296_450, ("roberta-base", "lora"): 887_042,
     ("bert-base", "dora"): 314_882, ("bert-base", "ia3"): 66_050,
     ("bert-base", "prefix"): 370_178, ("bert-base", "prompt"): 16_898,
     ("roberta-base", "dora"): 905_474, ("roberta-base", "ia3"): 656_642,
@@ -181,6 +183,14 @@ def test_trainable_parameter_counts(base_models, shape, method):
     report = injector.trainable_report(injected)
     assert report.trainable == EXPECTED[(shape, method)]
     assert (report.trainable, report.total) == injected.get_nb_trainable_parameters()
+
+
+@pytest.mark.parametrize("shape,total", [("bert-base", 109_483_778), ("roberta-base", 124_647_170)])
+def test_full_fine_tuning_trains_every_weight(base_models, shape, total):
+    model, new = base_models[shape]
+    injector = instantiate(OmegaConf.load(CONF / "full.yaml").peft)
+    report = injector.trainable_report(injector.inject(copy.deepcopy(model), set(new)))
+    assert report.trainable == report.total == total
 
 
 # ---- QLoRA --------------------------------------------------------------------------------------

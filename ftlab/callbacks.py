@@ -14,6 +14,16 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def reset_peak_rss() -> None:
+    """Start a new peak: runs of an in-process sweep each report their own, not the sweep's so far.
+    Linux only (/proc/self/clear_refs "5" resets the high-water mark); elsewhere a no-op."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _scalar(value) -> float:
     return float(value.item() if isinstance(value, torch.Tensor) else value)
 

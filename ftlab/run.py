@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ftlab.callbacks import RunRecorder
+from ftlab.callbacks import RunRecorder, reset_peak_rss
 from ftlab.config import build, build_each
 from ftlab.data.task import TaskSpec
 from ftlab.errors import InvalidChoice, NeedsCuda
@@ -83,6 +83,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     refuse_cuda_only_on_cpu(cfg)
+    reset_peak_rss()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

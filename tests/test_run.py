@@ -97,3 +97,14 @@ def test_same_seed_same_metrics(compose):
     a = run(compose("dataset=acl_sup", "peft=full", "seed=3"))
     b = run(compose("dataset=acl_sup", "peft=full", "seed=3"))
     assert a["test"] == b["test"] and a["history"][0]["train/loss"] == b["history"][0]["train/loss"]
+
+
+def test_each_run_of_a_process_measures_its_own_peak_rss():
+    """In-process sweeps: the peak is reset at each run's start, so a big earlier run does not leak."""
+    from ftlab.callbacks import peak_rss_bytes, reset_peak_rss
+
+    big = torch.ones(100_000_000)  # 400 MB touched
+    during = peak_rss_bytes()
+    del big
+    reset_peak_rss()
+    assert peak_rss_bytes() < during - 300 * 2**20

@@ -100,11 +100,26 @@ def test_same_seed_same_metrics(compose):
 
 
 def test_each_run_of_a_process_measures_its_own_peak_rss():
-    """In-process sweeps: the peak is reset at each run's start, so a big earlier run does not leak."""
-    from ftlab.callbacks import peak_rss_bytes, reset_peak_rss
+    """In-process sweeps: the peak is reset at each run's start, so a big earlier run does not leak.
+    (A fresh process, so that this test's own peak is not the test session's.)"""
+    import subprocess
+    import sys
 
-    big = torch.ones(100_000_000)  # 400 MB touched
-    during = peak_rss_bytes()
-    del big
-    reset_peak_rss()
-    assert peak_rss_bytes() < during - 300 * 2**20
+    script = (
+        "import torch\n"
+        "from ftlab.callbacks import peak_rss_bytes, reset_peak_rss\n"
+        "big = torch.ones(100_000_000); during = peak_rss_bytes(); del big\n"
+        "reset_peak_rss(); print(during, peak_rss_bytes())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    during, after = map(int, out.stdout.split())
+    assert after < during - 300 * 2**20
+
+
+def test_a_diverging_run_stops_with_a_clear_message(compose):
+    from ftlab.errors import UserError
+
+    cfg = compose("dataset=acl_sup", "peft=full", "optimizer.lr=1e30", "trainer.gradient_clip_val=null")
+    with pytest.raises(UserError, match="training diverged") as err:
+        run(cfg)
+    assert "optimizer.lr" in err.value.fix

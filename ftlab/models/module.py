@@ -61,7 +61,9 @@ class ClassifierModule(L.LightningModule):
         logits = self(batch)
         loss = self.loss(logits, batch["labels"])
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {self.global_step}")
+            raise UserError(f"training diverged: the loss is {loss.item()} at step {self.global_step}",
+                            "lower optimizer.lr or set trainer.gradient_clip_val; checkpoints/ keeps the last "
+                            "good epoch (last.ckpt) and the best one")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss

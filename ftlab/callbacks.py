@@ -38,7 +38,9 @@ def _scalar(value) -> float:
 
 
 class RunRecorder(L.Callback):
-    """Train time excludes validation; samples/s counts real examples; history is one row per epoch."""
+    """Train time excludes validation; samples/s counts real examples; history has one row per
+    evaluation (epoch, step, val/ metrics), the epoch's train/ metrics joined to the row of the
+    evaluation that ends it (or a row of their own when no evaluation does)."""
 
     def __init__(self):
         self.train_seconds = 0.0
@@ -67,11 +69,20 @@ class RunRecorder(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.train_seconds += time.perf_counter() - self._epoch_start - self._epoch_val_seconds
+        row = self._row(trainer, "train/")
+        last = self.history[-1] if self.history else None
+        if last and (last["epoch"], last["step"]) == (row["epoch"], row["step"]):
+            last.update(row)  # the validation at this epoch's end: one row for both
+        else:
+            self.history.append(row)
+
+    @staticmethod
+    def _row(trainer, prefix: str) -> dict:
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for key, value in trainer.callback_metrics.items():
-            if key.startswith(("train/", "val/")) and not key.endswith("_step"):
+            if key.startswith(prefix) and not key.endswith("_step"):
                 row[key.removesuffix("_epoch")] = _scalar(value)
-        self.history.append(row)
+        return row
 
     # evaluation time and samples, sanity checking excluded
     def on_validation_start(self, trainer, pl_module):
@@ -93,6 +104,7 @@ class RunRecorder(L.Callback):
         self.eval_seconds["validate"] += seconds
         if trainer.state.fn == TrainerFn.FITTING:
             self._epoch_val_seconds += seconds
+            self.history.append(self._row(trainer, "val/"))  # one row per evaluation (per epoch or every N steps)
 
     def on_test_end(self, trainer, pl_module):
         self.eval_seconds["test"] += time.perf_counter() - self._eval_start

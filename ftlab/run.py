@@ -15,8 +15,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ftlab.callbacks import RunRecorder, reset_peak_rss
 from ftlab.config import build, build_each
 from ftlab.data.task import TaskSpec
-from ftlab.errors import InvalidChoice, NeedsCuda
+from ftlab.errors import InvalidChoice, InvalidValue, NeedsCuda, UserError
 from ftlab.memory import MemoryRecorder, memory_report
+from ftlab.models.backbone import is_decoder
 from ftlab.models.metrics import build_metrics
 from ftlab.models.module import ClassifierModule
 from ftlab.results import RESULTS_FILE, git_commit, package_versions, write_json_atomic
@@ -54,6 +55,21 @@ def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
         raise NeedsCuda(f"trainer.precision={precision} (fp16)", "on CPU use trainer.precision=bf16-mixed or 32-true")
 
 
+def apply_eval_every_n_steps(cfg: DictConfig) -> None:
+    """`eval_every_n_steps` in optimizer steps -> Lightning's validation interval in batches, across epochs."""
+    n = cfg.get("eval_every_n_steps")
+    if n is None:
+        return
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise InvalidValue("eval_every_n_steps", n, "a positive integer (optimizer steps) or null")
+    if cfg.trainer.get("val_check_interval") is not None:
+        raise UserError("eval_every_n_steps and trainer.val_check_interval are both set",
+                        "keep one: eval_every_n_steps counts optimizer steps, val_check_interval batches")
+    with open_dict(cfg):
+        cfg.trainer.val_check_interval = n * int(cfg.trainer.get("accumulate_grad_batches") or 1)
+        cfg.trainer.check_val_every_n_epoch = None
+
+
 def save_model(save: DictConfig, injector, model, tokenizer, output_dir: Path) -> dict:
     """`model/`: what the method trains (PEFT's format for peft-backed methods) plus the tokenizer;
     `export/`: merged into a plain transformers model, when asked and the method allows it."""
@@ -83,6 +99,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     refuse_cuda_only_on_cpu(cfg)
+    apply_eval_every_n_steps(cfg)
     reset_peak_rss()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -107,6 +124,8 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
         model, task, injector,
         optimizer=build(cfg, "optimizer"),
         scheduler=build(cfg, "scheduler") if cfg.get("scheduler") else None,
+        decoder=is_decoder(model.config),
+        left_padded=tokenizer.padding_side == "left",
     )
     recorder = RunRecorder()
     callbacks = build_each(cfg, "callbacks") + [recorder]
@@ -134,10 +153,12 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
         "task": task.to_dict(),
         "monitor": {"metric": cfg.monitor, "mode": cfg.monitor_mode},
         "best_epoch": best["epoch"] if best else None,
+        "best_step": best["step"] if best else None,
         "best_checkpoint": str(Path(best_path).relative_to(output_dir)) if best_path else None,
         "val": {k: v for k, v in (best or {}).items() if k.startswith("val/")},
         "test": {k: float(v) for k, v in test_metrics.items()},
         "test_confusion_matrix": module.test_confusion_matrix,
+        "test_per_label_f1": module.test_per_label_f1,
         "params": params.to_dict(),
         "saved": saved,
         "timing": {**recorder.summary(), "data_setup_seconds": round(datamodule.setup_seconds, 3),

@@ -63,7 +63,7 @@ def test_test_metrics_come_from_the_best_checkpoint(compose):
     best = results["best_epoch"]
     losses = [row["val/loss"] for row in results["history"]]
     assert best == losses.index(min(losses))
-    assert results["best_checkpoint"] == f"checkpoints/best-epoch{best:02d}.ckpt"
+    assert results["best_checkpoint"] == f"checkpoints/best-epoch{best:02d}-step{results['best_step']:06d}.ckpt"
     assert results["val"]["val/loss"] == pytest.approx(min(losses))
 
     backbone = build(cfg, "model")

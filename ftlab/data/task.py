@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ftlab.errors import UserError
+
 
 class TaskType(str, Enum):
     SINGLE_LABEL = "single_label"
@@ -27,11 +29,16 @@ class TaskSpec:
     # metric that picks the best checkpoint when the user does not choose one
     monitor: str = "val/macro_f1"
     monitor_mode: str = "max"
+    # multi-label: a label is predicted when its sigmoid probability is >= threshold
+    threshold: float = 0.5
 
     def __post_init__(self):
         unknown = set(self.extra_metrics) - set(EXTRA_METRICS)
         if unknown:
             raise ValueError(f"unknown extra metrics {sorted(unknown)}; known: {EXTRA_METRICS}")
+        if not 0.0 < self.threshold < 1.0:
+            raise UserError(f"dataset.threshold={self.threshold} is out of range",
+                            "use a probability strictly between 0 and 1, e.g. dataset.threshold=0.5")
 
     @property
     def num_labels(self) -> int:
@@ -54,6 +61,7 @@ class TaskSpec:
             "extra_metrics": list(self.extra_metrics),
             "monitor": self.monitor,
             "monitor_mode": self.monitor_mode,
+            **({"threshold": self.threshold} if self.task_type is TaskType.MULTI_LABEL else {}),
         }
 
 
@@ -63,3 +71,8 @@ def classification(label_names, extra_metrics=(), monitor="val/macro_f1") -> Tas
 
 def regression(extra_metrics=("pearson", "spearman"), monitor="val/pearson") -> TaskSpec:
     return TaskSpec(TaskType.REGRESSION, ("score",), tuple(extra_metrics), monitor, "max")
+
+
+def multi_label(label_names, threshold: float = 0.5, monitor="val/macro_f1") -> TaskSpec:
+    """Several 0/1 labels per example: `label` is a list of num_labels floats."""
+    return TaskSpec(TaskType.MULTI_LABEL, tuple(label_names), (), monitor, "max", threshold)

@@ -123,9 +123,15 @@ def method_activation_bytes(block: nn.Module, tokens: int, value: int, mask: int
     return total
 
 
+def _state_bytes_8bit(numel: int) -> float:
+    """bitsandbytes 8-bit states: 1 byte per value plus a float32 absmax per block of 256 and a 256-entry
+    float32 quantization map per tensor; tensors under 4096 values keep 32-bit states."""
+    return 4.0 if numel < 4096 else 1 + 4 / 256 + 256 * 4 / numel
+
+
 def estimate_model(model: nn.Module, *, batch_size: int, max_length: int, precision="32-true",
                    optimizer: str = "torch.optim.AdamW", momentum: float = 0.0, quant_4bit: dict | None = None,
-                   device: str = "cuda") -> dict:
+                   device: str = "cuda", optimizer_bits: int = 32) -> dict:
     """Estimate for a built (possibly meta-device) and injected model trained on `device` ("cuda"
     or "cpu"); `quant_4bit` ({"double_quant": bool}) when the layers' Linears are loaded in 4 bits."""
     if batch_size < 1 or max_length < 1:
@@ -147,7 +153,7 @@ def estimate_model(model: nn.Module, *, batch_size: int, max_length: int, precis
         if p.requires_grad:
             trainable, tensors = trainable + n, tensors + 1
             grads += n * width
-            opt += n * states * width
+            opt += n * states * (width if optimizer_bits == 32 else _state_bytes_8bit(n))
     opt += 4 * tensors * has_step
     trained_layers = [i for i, blk in enumerate(blocks) if any(p.requires_grad for p in blk.parameters())]
     below = any(p.requires_grad for n, p in model.named_parameters()

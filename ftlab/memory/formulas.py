@@ -29,6 +29,8 @@ def optimizer_states(target: str, momentum: float = 0.0) -> tuple[int, bool, str
     name = str(target).rsplit(".", 1)[-1].lower()
     if name in ("adamw", "adam", "nadam", "radam", "adamax"):
         return 2, True, None
+    if name == "bnb_adamw":  # bitsandbytes keeps its step counter as a Python int
+        return 2, False, None
     if name == "sgd":
         return (1 if momentum else 0), False, None
     if name in ("adagrad", "rmsprop"):

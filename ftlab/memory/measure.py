@@ -132,11 +132,15 @@ def estimate_for_config(cfg: DictConfig, model, injector, batch_size: int | None
                         device: str | None = None) -> dict:
     """The estimate for this run's model, precision, optimizer, device and batch shape (cfg.data unless given)."""
     opt = cfg.optimizer
+    device = device or config_device(cfg)
+    target = opt.get("_target_", "torch.optim.AdamW")
+    if target.endswith("bnb_adamw") and opt.get("paged") and opt.get("bits") == 32 and device == "cpu":
+        target = "torch.optim.AdamW"  # what ftlab.models.optimizers runs on CPU for paged 32-bit
     return estimate_model(
         model, batch_size=int(batch_size or cfg.data.batch_size), max_length=int(max_length or cfg.data.max_length),
-        precision=cfg.trainer.get("precision", "32-true"), optimizer=opt.get("_target_", "torch.optim.AdamW"),
+        precision=cfg.trainer.get("precision", "32-true"), optimizer=target,
         momentum=float(opt.get("momentum", 0.0) or 0.0), quant_4bit=quant_4bit_of(injector),
-        device=device or config_device(cfg))
+        device=device, optimizer_bits=int(opt.get("bits", 32)))
 
 
 def memory_report(cfg: DictConfig, model, injector, recorder: MemoryRecorder) -> dict:

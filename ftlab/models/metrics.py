@@ -9,6 +9,8 @@ from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassF1Score,
     MulticlassMatthewsCorrCoef,
+    MultilabelExactMatch,
+    MultilabelF1Score,
 )
 
 from ftlab.data.task import TaskSpec, TaskType
@@ -34,12 +36,26 @@ def build_metrics(task: TaskSpec) -> MetricCollection:
         if "f1" in task.extra_metrics:  # binary F1 of the positive class (GLUE MRPC)
             metrics["f1"] = BinaryF1Score()
         return MetricCollection(metrics)
-    raise NotImplementedError(f"metrics for {task.task_type.value} are not implemented yet")
+    # multi-label: `accuracy` is exact match (every label right), what sklearn's accuracy_score and
+    # the studies call accuracy; F1s count each (example, label) decision at `task.threshold`
+    return MetricCollection({
+        "accuracy": MultilabelExactMatch(n, threshold=task.threshold),
+        "macro_f1": MultilabelF1Score(n, threshold=task.threshold, average="macro"),
+        "micro_f1": MultilabelF1Score(n, threshold=task.threshold, average="micro"),
+    })
+
+
+def per_label_f1(task: TaskSpec) -> MultilabelF1Score:
+    """F1 of each label separately (multi-label), for results.json."""
+    return MultilabelF1Score(task.num_labels, threshold=task.threshold, average="none")
 
 
 def metric_inputs(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor):
-    """What the metrics of `build_metrics` take: class ids, or the score for regression."""
+    """What the metrics of `build_metrics` take: class ids, the score for regression, or each
+    label's probability and the 0/1 targets for multi-label."""
     if task.task_type is TaskType.REGRESSION:
         return logits.squeeze(-1).float(), labels.float()
+    if task.task_type is TaskType.MULTI_LABEL:
+        return torch.sigmoid(logits.float()), labels.long()
     preds = logits.argmax(-1)
     return preds, labels

@@ -16,7 +16,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ftlab.data.task import TaskSpec, TaskType
 from ftlab.errors import UserError
-from ftlab.models.metrics import build_metrics, metric_inputs
+from ftlab.models.metrics import build_metrics, metric_inputs, per_label_f1
 from ftlab.peft.base import Injector
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -30,6 +30,8 @@ class ClassifierModule(L.LightningModule):
         injector: Injector,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        decoder: bool = False,
+        left_padded: bool = False,
     ):
         super().__init__()
         self.model = model
@@ -42,13 +44,22 @@ class ClassifierModule(L.LightningModule):
         # rows = true class, columns = predicted; kept for the report's confusion-matrix figures
         self.test_confusion = MulticlassConfusionMatrix(task.num_labels) if task.task_type is TaskType.SINGLE_LABEL else None
         self.test_confusion_matrix: list[list[int]] | None = None
+        self.test_label_f1 = per_label_f1(task) if task.task_type is TaskType.MULTI_LABEL else None
+        self.test_per_label_f1: dict[str, float] | None = None
+        # decoders take no segment ids; left-padded, their positions must start at the first real token
+        # (else an example's logits change with its batch's padding)
+        self.inputs = ("input_ids", "attention_mask") if decoder else MODEL_INPUTS
+        self.positions_from_mask = decoder and left_padded
         self.strict_loading = False  # checkpoints carry only the trained weights
         # from_pretrained returns eval mode and Lightning keeps the mode it finds: train with dropout on
         self.train()
 
     # ---- forward / loss ----------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch}).logits
+        inputs = {k: batch[k] for k in self.inputs if k in batch}
+        if self.positions_from_mask:
+            inputs["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        return self.model(**inputs).logits
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.task.task_type is TaskType.REGRESSION:
@@ -82,6 +93,8 @@ class ClassifierModule(L.LightningModule):
         logits = self._eval_step(batch, self.test_metrics, "test")
         if self.test_confusion is not None:
             self.test_confusion.update(logits.argmax(-1), batch["labels"])
+        if self.test_label_f1 is not None:
+            self.test_label_f1.update(*metric_inputs(self.task, logits, batch["labels"]))
 
     def on_validation_epoch_end(self):
         self.log_dict(self.val_metrics.compute())
@@ -93,6 +106,10 @@ class ClassifierModule(L.LightningModule):
         if self.test_confusion is not None:
             self.test_confusion_matrix = self.test_confusion.compute().tolist()
             self.test_confusion.reset()
+        if self.test_label_f1 is not None:
+            scores = self.test_label_f1.compute().tolist()
+            self.test_per_label_f1 = dict(zip(self.task.label_names, scores))
+            self.test_label_f1.reset()
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -30,12 +30,22 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def curve_axis(group: Group) -> str:
+    """"step" when some run evaluated more than once per epoch (eval_every_n_steps), else "epoch"."""
+    for run in group.runs:
+        epochs = [row.get("epoch") for row in run.results.get("history") or [] if any(k.startswith("val/") for k in row)]
+        if len(epochs) != len(set(epochs)):
+            return "step"
+    return "epoch"
+
+
 def epoch_curves(group: Group) -> dict[str, tuple[list, list, list]]:
-    """metric -> (epochs, mean, std) over the group's seeds; train/loss and val/* from history."""
+    """metric -> (epochs or steps, mean, std) over the group's seeds; train/loss and val/* from history."""
+    axis = curve_axis(group)
     per_metric: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in group.runs:
         for row in run.results.get("history") or []:
-            epoch = row.get("epoch")
+            epoch = row.get(axis)
             for key, value in row.items():
                 if (key == "train/loss" or key.startswith("val/")) and isinstance(value, (int, float)) and epoch is not None:
                     per_metric[key][int(epoch)].append(float(value) * scale(key))
@@ -64,7 +74,7 @@ def learning_curves(group: Group, path: Path) -> Path | None:
             label = key + (" (%)" if scale(key) != 1.0 else "")
             line, = ax.plot(epochs, mean, marker="o", markersize=3, label=label)
             ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(curve_axis(group))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name)
         ax.grid(alpha=0.3)

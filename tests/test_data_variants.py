@@ -264,8 +264,8 @@ def test_local_refuses_bad_settings(tmp_path, compose):
     with pytest.raises(UserError, match=r"cannot tell the format of dataset.test=.*test.txt") as e:
         LocalSource(train=train, test=str(tmp_path / "test.txt"))
     assert "dataset.format=" in e.value.fix
-    with pytest.raises(UserError, match="multi_label is not supported"):
-        LocalSource(train=train, test=train, task_type="multi_label")
+    with pytest.raises(UserError, match=r"is a list of columns \(a, b\) but dataset.task_type=single_label"):
+        LocalSource(train=train, test=train, label_column=["a", "b"])  # multi-label cases: test_multilabel_data.py
     with pytest.raises(InvalidChoice, match="dataset.task_type"):
         LocalSource(train=train, test=train, task_type="ranking")
     with pytest.raises(UserError, match="label_names is set for a regression"):

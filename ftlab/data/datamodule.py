@@ -18,6 +18,7 @@ from pathlib import Path
 
 import datasets
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler
@@ -67,6 +68,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         bucket_by_length: bool = True,
         seed: int = 0,
         cache_dir: str | None = None,
+        max_examples: dict | None = None,
+        subsample_seed: int = 0,
     ):
         super().__init__()
         for key, value in (("data.batch_size", batch_size), ("data.max_length", max_length)):
@@ -84,6 +87,13 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.bucket_by_length = bucket_by_length
         self.seed = seed
+        self.max_examples = dict(max_examples or {})
+        for split, n in self.max_examples.items():
+            if split not in SPLITS:
+                raise InvalidValue(f"data.max_examples.{split}", n, f"a split among {', '.join(SPLITS)}")
+            if n is not None and (not isinstance(n, int) or n < 1):
+                raise InvalidValue(f"data.max_examples.{split}", n, "a positive integer or null (all)")
+        self.subsample_seed = subsample_seed
         self.cache_root = Path(cache_dir or Path.home() / ".cache" / "ftlab").expanduser() / "tokenized"
         self.task: TaskSpec = source.task()
         self.collate = DynamicPaddingCollator(tokenizer.pad_token_id, tokenizer.padding_side)
@@ -146,10 +156,22 @@ class TextClassificationDataModule(L.LightningDataModule):
             self.cache_hit = True
         self.prepare_data()
         path = self.cache_path()
-        self.splits = datasets.load_from_disk(str(path / "data"))
+        self.splits = self._subsample(datasets.load_from_disk(str(path / "data")))
         self.meta = json.loads((path / "meta.json").read_text())
+        if any(self.max_examples.values()):
+            self.meta["subsampled"] = {s: len(self.splits[s]) for s in SPLITS}
         self.setup_seconds = time.perf_counter() - start
         log.info("data ready in %.2fs (%s): %s", self.setup_seconds, "cache hit" if self.cache_hit else "tokenized", self.meta["split_sizes"])
+
+    def _subsample(self, splits: datasets.DatasetDict) -> datasets.DatasetDict:
+        """A random subset of each split capped by `max_examples`, drawn with `subsample_seed` (not the
+        run's seed): every seed of a sweep trains and is tested on the same examples."""
+        for split, n in self.max_examples.items():
+            if n is not None and n < len(splits[split]):
+                gen = torch.Generator().manual_seed(self.subsample_seed)
+                keep = torch.randperm(len(splits[split]), generator=gen)[:n].sort().values.tolist()
+                splits[split] = splits[split].select(keep)
+        return splits
 
     # ---- loaders -----------------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> DataLoader:

@@ -6,6 +6,7 @@ from ftlab.data.sources.agnews import AgNewsSource
 from ftlab.data.sources.base import DataSource, LoadedData
 from ftlab.data.sources.fewshot import FewShotSource
 from ftlab.data.sources.glue import GlueSource
+from ftlab.data.sources.goemotions import GoEmotionsSource
 from ftlab.data.sources.local import LocalSource
 from ftlab.data.sources.multi import MultiSource
 from ftlab.data.sources.tweeteval import TweetEvalSource
@@ -16,6 +17,7 @@ __all__ = [
     "DataSource",
     "FewShotSource",
     "GlueSource",
+    "GoEmotionsSource",
     "LoadedData",
     "LocalSource",
     "MultiSource",

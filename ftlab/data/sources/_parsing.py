@@ -1,7 +1,8 @@
 """Small helpers shared by the sources: strict UTF-8 reading, line splitting, row checks, schema.
 
 Every source builds plain Python lists and turns them into a `datasets.Dataset` with one fixed schema
-(`text`, optional `text_pair`, `label` as int64 class id or float32 score), so that all sources agree.
+(`text`, optional `text_pair`, `label` as int64 class id, float32 score, or a fixed-length list of
+num_labels float32 0.0/1.0 for multi-label), so that all sources agree.
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ from ftlab.errors import MalformedRow, UnknownLabel, UserError
 TEXT = datasets.Value("string")
 CLASS_ID = datasets.Value("int64")
 SCORE = datasets.Value("float32")
+
+
+def multi_hot_feature(num_labels: int) -> datasets.Sequence:
+    """The multi-label `label` feature: exactly `num_labels` float32 values, 0.0 or 1.0."""
+    return datasets.Sequence(SCORE, length=num_labels)
+
+
+def multi_hot(ids: Iterable[int], num_labels: int) -> list[float]:
+    """`num_labels` floats, 1.0 at each of `ids` (already checked to be in range) and 0.0 elsewhere."""
+    row = [0.0] * num_labels
+    for i in ids:
+        row[i] = 1.0
+    return row
 
 
 def read_text(path: Path, fmt: str) -> str:
@@ -99,15 +113,25 @@ def require_rows(n: int, path: Path) -> None:
         raise UserError(f"{path} has no data rows", "check that the file is complete (it may be truncated)")
 
 
-def build(text: list[str], label: list, text_pair: list[str] | None = None, regression: bool = False) -> datasets.Dataset:
-    """A `Dataset` with the common schema; `text_pair` only for pair tasks."""
+def build(
+    text: list[str],
+    label: list,
+    text_pair: list[str] | None = None,
+    regression: bool = False,
+    multi_label: int | None = None,
+) -> datasets.Dataset:
+    """A `Dataset` with the common schema; `text_pair` only for pair tasks. `multi_label=n`: each label
+    is a multi-hot list of n floats (see `multi_hot`)."""
     columns: dict[str, list] = {"text": text}
-    features: dict[str, datasets.Value] = {"text": TEXT}
+    features: dict = {"text": TEXT}
     if text_pair is not None:
         columns["text_pair"] = text_pair
         features["text_pair"] = TEXT
     columns["label"] = label
-    features["label"] = SCORE if regression else CLASS_ID
+    if multi_label is not None:
+        features["label"] = multi_hot_feature(multi_label)
+    else:
+        features["label"] = SCORE if regression else CLASS_ID
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
@@ -118,8 +142,13 @@ def from_hub_split(
     label_fn=None,
     text_fn=None,
     regression: bool = False,
+    label_col: str = "label",
+    multi_label: int | None = None,
 ) -> datasets.Dataset:
-    """Map a hub split to the common schema (`label_fn` maps each raw label, `text_fn` each text)."""
+    """Map a hub split to the common schema (`label_fn` maps each raw label, `text_fn` each text).
+
+    `multi_label=n`: each raw label is a list of class ids, turned into a multi-hot list of n floats.
+    """
     text = list(split[text_col])
     if text_fn is not None:
         text = [text_fn(t) for t in text]
@@ -128,7 +157,9 @@ def from_hub_split(
         pair = list(split[pair_col])
         if text_fn is not None:
             pair = [text_fn(t) for t in pair]
-    labels = list(split["label"])
+    labels = list(split[label_col])
     if label_fn is not None:
         labels = [label_fn(x) for x in labels]
-    return build(text, labels, pair, regression)
+    if multi_label is not None:
+        labels = [multi_hot(ids, multi_label) for ids in labels]
+    return build(text, labels, pair, regression, multi_label)

@@ -13,25 +13,33 @@ Columns: `text_column`, optional `text_pair_column`, `label_column`. Every text 
   train, sorted (numerically when they are all integers, so 0..n-1 keep their ids). A validation or
   test label outside them is an error naming file, line and the known labels.
 - `task_type=regression`: a label is a number (or a numeric string); `label_names` must be unset.
-Multi-label (a list-valued label column, or several 0/1 columns) is not supported yet: it is one more
-entry in `_LABEL_READERS` plus its `TaskSpec`.
+- `task_type=multi_label` (any number of labels per row, `threshold` decides a prediction), two forms:
+  - one `label_column` holding the row's labels: in JSON Lines a list of names (or integers),
+    `[]` for none; in CSV/TSV a string split on `label_separator` (default ",", so quote the field:
+    `"joy,anger"`), "" for none. Names are matched against `label_names`, or, when unset, the
+    sorted distinct names of train (numerically when all integers). An unknown name, an empty name
+    (`a,,b`) or a name twice in a row is an error naming file and line.
+  - several 0/1 columns: `label_column=[joy,anger]`; each cell 0 or 1 (also "0"/"1", true/false);
+    the label names are the column names (`label_names` must be unset).
+  `label` is a multi-hot list of num_labels floats.
+Label readers and encoders live in `_labels.py`.
 """
 
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
 
+from ftlab.data.sources import _labels
 from ftlab.data.sources._parsing import build, csv_records, jsonl_records, require_text
 from ftlab.data.sources.base import DataSource, LoadedData
-from ftlab.data.task import TaskSpec, classification, regression
-from ftlab.errors import DataFileMissing, InvalidChoice, MalformedRow, UnknownLabel, UserError
+from ftlab.data.task import TaskSpec, classification, multi_label, regression
+from ftlab.errors import DataFileMissing, InvalidChoice, MalformedRow, UserError
 
 FORMATS = {"csv": "csv", "tsv": "tsv", "tab": "tsv", "jsonl": "jsonl", "ndjson": "jsonl"}
-TASK_TYPES = ("single_label", "regression")
+TASK_TYPES = ("single_label", "regression", "multi_label")
 FILE_SPLITS = ("train", "validation", "test")
 
 
@@ -46,9 +54,11 @@ class LocalSource(DataSource):
         format: str | None = None,
         text_column: str = "text",
         text_pair_column: str | None = None,
-        label_column: str = "label",
+        label_column: str | list[str] = "label",
         label_names: list | None = None,
         task_type: str = "single_label",
+        label_separator: str = ",",
+        threshold: float = 0.5,
         validation_fraction: float = 0.1,
         split_seed: int = 2022,
     ):
@@ -59,9 +69,6 @@ class LocalSource(DataSource):
                                 f"set dataset.{key}=<path to a .csv, .tsv or .jsonl file>")
         if format is not None and format not in ("csv", "tsv", "jsonl"):
             raise InvalidChoice("dataset.format", format, ("csv", "tsv", "jsonl", "null (from the extension)"))
-        if task_type == "multi_label":
-            raise UserError("dataset.task_type=multi_label is not supported by dataset=local yet",
-                            "use single_label (one class per row) or regression")
         if task_type not in TASK_TYPES:
             raise InvalidChoice("dataset.task_type", task_type, TASK_TYPES)
         if label_names is not None and task_type == "regression":
@@ -71,16 +78,25 @@ class LocalSource(DataSource):
             if not label_names or len(set(label_names)) != len(label_names):
                 raise UserError(f"dataset.label_names={label_names} must be a non-empty list of distinct names",
                                 "list each class once, e.g. dataset.label_names=[negative,positive]")
-        self.columns = {"text": text_column, "text_pair": text_pair_column, "label": label_column}
-        if label_column in (text_column, text_pair_column):
-            raise UserError(f"dataset.label_column={label_column!r} is also a text column",
-                            "name a separate label column")
+        self.label_columns = _label_columns(label_column, task_type, label_names)
+        self.flag_columns = not isinstance(label_column, str)  # a list: 0/1 columns, even a list of one
+        if not isinstance(label_separator, str) or not label_separator:
+            raise UserError(f"dataset.label_separator={label_separator!r} must be a non-empty string",
+                            'use e.g. dataset.label_separator="," or "|"')
+        multi_label(["_"], threshold)  # a bad dataset.threshold is reported now
+        self.columns = {"text": text_column, "text_pair": text_pair_column,
+                        "label": list(self.label_columns) if self.flag_columns else label_column}
+        for column in self.label_columns:
+            if column in (text_column, text_pair_column):
+                raise UserError(f"dataset.label_column={column!r} is also a text column", "name a separate label column")
         given = (("train", train), ("validation", validation), ("test", test))
         self.paths = {s: Path(p).expanduser().resolve() for s, p in given if p}  # relative to the current directory
         self.formats = {s: format or _format_of(p, s) for s, p in self.paths.items()}
         self.task_type = task_type
+        self.label_separator = label_separator
+        self.threshold = threshold  # decides predictions only: not part of params()
         self.label_names = tuple(label_names) if label_names is not None else None
-        self._names: tuple[str, ...] | None = self.label_names
+        self._names: tuple[str, ...] | None = self.label_columns if self.flag_columns else self.label_names
         self._train: tuple | None = None  # train as read, kept between task() and load_local()
 
     # ---- contract ------------------------------------------------------------------------------
@@ -92,14 +108,26 @@ class LocalSource(DataSource):
 
     def params(self) -> dict:
         return {**super().params(), "splits": sorted(self.paths), "formats": self.formats, "columns": self.columns,
-                "label_names": self.label_names, "task_type": self.task_type}
+                "label_names": self.label_names, "task_type": self.task_type,
+                **({"label_separator": self.label_separator} if self.task_type == "multi_label" else {})}
 
     def task(self) -> TaskSpec:
         if self.task_type == "regression":
             return regression()
         if self._names is None:  # the classes are train's labels: read them
-            self._names = _sorted_labels(self._read_train()[2])
+            self._names = self._train_names(self._read_train()[2])
+        if self.task_type == "multi_label":
+            return multi_label(self._names, self.threshold)
         return classification(self._names)
+
+    def _train_names(self, labels: list) -> tuple[str, ...]:
+        if self.task_type == "single_label":
+            return _labels.sorted_labels(labels)
+        names = _labels.sorted_labels(name for row in labels for name in row)
+        if not names:
+            raise UserError(f"no row of {self.paths['train']} has a label, so there are no label names",
+                            "label the rows, or list the names with dataset.label_names=[...]")
+        return names
 
     def check_files(self) -> None:
         for split, path in self.paths.items():
@@ -117,8 +145,8 @@ class LocalSource(DataSource):
 
     def load_local(self) -> datasets.DatasetDict:
         train, self._train = self._read_train(), None
-        if self._names is None and self.task_type == "single_label":
-            self._names = _sorted_labels(train[2])
+        if self._names is None and self.task_type != "regression":
+            self._names = self._train_names(train[2])
         out = {"train": self._build(train, "train")}
         for split in ("validation", "test"):
             if split in self.paths:
@@ -133,13 +161,24 @@ class LocalSource(DataSource):
         return datasets.DatasetDict(out)
 
     # ---- reading -------------------------------------------------------------------------------
+    def _wanted(self) -> list[str]:
+        return [c for c in (self.columns["text"], self.columns["text_pair"], *self.label_columns) if c]
+
     def file_format_of(self, split: str) -> str:
-        cols = ", ".join(c for c in self.columns.values() if c)
-        return {
+        cols = ", ".join(self._wanted())
+        kind = self.formats[split]
+        out = {
             "csv": f"CSV with a header row naming the columns {cols}",
             "tsv": f"tab-separated with a header row naming the columns {cols}",
-            "jsonl": "JSON Lines, one object {" + ", ".join(f'"{c}": ...' for c in cols.split(", ")) + "} per line",
-        }[self.formats[split]]
+            "jsonl": "JSON Lines, one object {" + ", ".join(f'"{c}": ...' for c in self._wanted()) + "} per line",
+        }[kind]
+        if self.task_type != "multi_label":
+            return out
+        if self.flag_columns:
+            return f"{out}, each of {', '.join(self.label_columns)} 0 or 1"
+        if kind == "jsonl":
+            return f"{out}, {self.label_columns[0]!r} a list of label names"
+        return f"{out}, {self.label_columns[0]!r} label names separated by {self.label_separator!r} (empty: none)"
 
     def _read_train(self) -> tuple:
         if self._train is None:
@@ -152,28 +191,54 @@ class LocalSource(DataSource):
         path, fmt = self.paths[split], self.file_format_of(split)
         reader = _read_jsonl if self.formats[split] == "jsonl" else _read_delimited
         texts, pairs, labels, lines = [], [] if self.columns["text_pair"] else None, [], []
-        for line, row in reader(path, fmt, self.formats[split], [c for c in self.columns.values() if c]):
+        for line, row in reader(path, fmt, self.formats[split], self._wanted()):
             texts.append(require_text(row[self.columns["text"]], path, line, self.columns["text"], fmt))
             if pairs is not None:
                 pairs.append(require_text(row[self.columns["text_pair"]], path, line, self.columns["text_pair"], fmt))
-            labels.append(_LABEL_READERS[self.task_type](row[self.columns["label"]], path, line, fmt))
+            labels.append(self._label(row, path, line, fmt, self.formats[split]))
             lines.append(line)
         if not labels:
             raise UserError(f"the {split} file {path} has no data rows (only a header or blank lines)",
                             f"check that dataset.{split} points at the complete file")
         return texts, pairs, labels, lines, path, fmt
 
+    def _label(self, row: dict, path: Path, line: int, fmt: str, kind: str):
+        """One row's checked label: a class name, a score, a tuple of names, or a multi-hot list."""
+        if self.task_type == "regression":
+            return _labels.score(row[self.label_columns[0]], path, line, fmt)
+        if self.task_type == "single_label":
+            return _labels.class_label(row[self.label_columns[0]], path, line, fmt)
+        if self.flag_columns:
+            return _labels.flags({c: row[c] for c in self.label_columns}, path, line, fmt)
+        separator = None if kind == "jsonl" else self.label_separator  # JSON Lines: a list, never a split string
+        return _labels.label_list(row[self.label_columns[0]], separator, path, line, fmt)
+
     def _build(self, read: tuple, split: str) -> datasets.Dataset:
         texts, pairs, labels, lines, path, _ = read
         if self.task_type == "single_label":
-            mapping = {name: i for i, name in enumerate(self._names)}
-            labels = [mapping[y] if y in mapping else _unknown(y, path, line, self._names)
-                      for y, line in zip(labels, lines)]
-        return build(texts, labels, pairs, regression=self.task_type == "regression")
+            labels = _labels.class_ids(labels, lines, self._names, path)
+        elif self.task_type == "multi_label" and not self.flag_columns:
+            labels = _labels.multi_hot_rows(labels, lines, self._names, path)
+        multi = len(self._names) if self.task_type == "multi_label" else None
+        return build(texts, labels, pairs, regression=self.task_type == "regression", multi_label=multi)
 
 
-def _unknown(label: str, path: Path, line: int, known: tuple[str, ...]):
-    raise UnknownLabel(path, line, label, known)
+def _label_columns(label_column, task_type: str, label_names) -> tuple[str, ...]:
+    """The label column(s) as a tuple: one name, or several 0/1 columns (multi_label only)."""
+    if isinstance(label_column, str):
+        return (label_column,)
+    columns = list(label_column) if isinstance(label_column, Sequence) else None  # a Hydra ListConfig too
+    if not columns or not all(isinstance(c, str) and c for c in columns) or len(set(columns)) != len(columns):
+        raise UserError(f"dataset.label_column={label_column!r} must be a column name or a non-empty list of "
+                        "distinct column names", "e.g. dataset.label_column=label or dataset.label_column=[joy,anger]")
+    if task_type != "multi_label":
+        raise UserError(f"dataset.label_column is a list of columns ({', '.join(columns)}) but "
+                        f"dataset.task_type={task_type}",
+                        "0/1 label columns need dataset.task_type=multi_label; else name one label column")
+    if label_names is not None:
+        raise UserError("dataset.label_names is set together with a list of 0/1 label columns: the label names are "
+                        "the column names", "remove dataset.label_names")
+    return tuple(columns)
 
 
 def _format_of(path: str, split: str) -> str:
@@ -183,14 +248,6 @@ def _format_of(path: str, split: str) -> str:
         raise UserError(f"cannot tell the format of dataset.{split}={path} from its extension {extension}",
                         "use a .csv, .tsv or .jsonl file, or set dataset.format=csv|tsv|jsonl")
     return FORMATS[suffix]
-
-
-def _sorted_labels(labels: list[str]) -> tuple[str, ...]:
-    distinct = set(labels)
-    try:
-        return tuple(sorted(distinct, key=int))
-    except ValueError:
-        return tuple(sorted(distinct))
 
 
 def _missing_column(path: Path, column: str, present: list[str]) -> UserError:
@@ -227,29 +284,3 @@ def _read_jsonl(path: Path, fmt: str, kind: str, wanted: list[str]):
                 raise MalformedRow(path, line, f"no {column!r} field", fmt)
         first = False
         yield line, row
-
-
-def _class_label(raw: object, path: Path, line: int, fmt: str) -> str:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return str(raw)
-    if not isinstance(raw, str):
-        raise MalformedRow(path, line, f"the label must be a string or an integer, got {json.dumps(raw)}", fmt)
-    if not raw.strip():
-        raise MalformedRow(path, line, "the label is empty", fmt)
-    return raw.strip()
-
-
-def _score(raw: object, path: Path, line: int, fmt: str) -> float:
-    try:
-        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-            raise ValueError
-        value = float(raw)
-    except ValueError:
-        raise MalformedRow(path, line, f"the label {raw!r} is not a number (task_type=regression)", fmt) from None
-    if not math.isfinite(value):
-        raise MalformedRow(path, line, f"the label {raw!r} is not a finite number", fmt)
-    return value
-
-
-# task type -> reads one raw label (multi-label: a list of names, or several 0/1 columns, goes here)
-_LABEL_READERS = {"single_label": _class_label, "regression": _score}

@@ -1,4 +1,4 @@
-"""The injector contract, for every method in conf/peft x tiny BERT, RoBERTa, DistilBERT, Llama.
+"""The injector contract, for every method in conf/peft x tiny BERT, RoBERTa, DistilBERT, Llama, Gemma, Qwen2.
 
 Each tiny backbone is saved once as a "pretrained" folder (base model only), so the head is
 freshly initialised exactly as with real weights. For every pair: two optimizer steps change
@@ -24,13 +24,16 @@ from ftlab.data.task import classification
 from ftlab.errors import UserError
 
 METHODS = sorted(p.stem for p in (REPO / "conf" / "peft").glob("*.yaml"))
-ARCHS = ["tiny_bert", "tiny_roberta", "tiny_distilbert", "tiny_llama"]
+ARCHS = ["tiny_bert", "tiny_roberta", "tiny_distilbert", "tiny_llama", "tiny_gemma", "tiny_qwen2"]
 TASK = classification(["a", "b", "c"])
 # (method, arch) pairs the injector refuses at start, with the reason it must give
 REFUSED = {
     ("bitfit", "tiny_llama"): "bias",
     ("prefix", "tiny_distilbert"): "past key values",
     ("prompt", "tiny_llama"): "padding",
+    ("bitfit", "tiny_gemma"): "bias",
+    ("prompt", "tiny_gemma"): "padding",
+    ("prompt", "tiny_qwen2"): "padding",
 }
 
 

@@ -186,5 +186,5 @@ class Backbone:
             if not built.model.supports_gradient_checkpointing:
                 raise UserError(f"{type(built.model).__name__} does not support gradient checkpointing",
                                 "set model.gradient_checkpointing=false")
-            built.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            built.model.activation_checkpointing_enable({"use_reentrant": False})
         return built

@@ -46,8 +46,8 @@ class ClassifierModule(L.LightningModule):
         self.test_confusion_matrix: list[list[int]] | None = None
         self.test_label_f1 = per_label_f1(task) if task.task_type is TaskType.MULTI_LABEL else None
         self.test_per_label_f1: dict[str, float] | None = None
-        # decoders take no segment ids; left-padded, their positions must start at the first real token
-        # (else an example's logits change with its batch's padding)
+        # decoders take no segment ids; left-padded, their positions must start at the first real token:
+        # rotary positions (Llama, Gemma, Qwen2) are shift-invariant, learned ones (GPT-2) are not
         self.inputs = ("input_ids", "attention_mask") if decoder else MODEL_INPUTS
         self.positions_from_mask = decoder and left_padded
         self.strict_loading = False  # checkpoints carry only the trained weights

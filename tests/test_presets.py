@@ -75,6 +75,33 @@ def expect_003(point: dict) -> dict:
             "data.max_length": 128, "monitor": "val/accuracy", **method}
 
 
+COMMON_004 = {"monitor": "val/macro_f1", "eval_every_n_steps": 20, "dataset.threshold": 0.5,
+              "dataset._target_": "ftlab.data.sources.goemotions.GoEmotionsSource", "scheduler.warmup_steps": 0,
+              "trainer.precision": "bf16-mixed", "trainer.gradient_clip_val": 1.0, "data.max_length": 128}
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def expect_004_gemma_lora(point: dict) -> dict:
+    return {**COMMON_004, "model.pretrained": "google/gemma-1.1-2b-it", "peft._target_": "ftlab.peft.lora.LoraInjector",
+            "peft.r": 8, "peft.alpha": 8, "peft.dropout": 0.0, "peft.target_modules": ATTENTION,
+            "optimizer._target_": "ftlab.models.optimizers.bnb_adamw", "optimizer.bits": 32, "optimizer.paged": True,
+            "optimizer.lr": 5e-6, "optimizer.weight_decay": 0.1, "data.batch_size": 32, "trainer.max_epochs": 5}
+
+
+def expect_004_gemma_ia3(point: dict) -> dict:
+    return {**COMMON_004, "model.pretrained": "google/gemma-1.1-2b-it", "peft._target_": "ftlab.peft.ia3.IA3Injector",
+            "peft.target_modules": ATTENTION, "peft.feedforward_modules": [], "optimizer._target_": "torch.optim.AdamW",
+            "optimizer.lr": 5e-3, "optimizer.weight_decay": 0.001, "data.batch_size": 64, "trainer.max_epochs": 3}
+
+
+def expect_004_qwen_qlora(point: dict) -> dict:
+    return {**COMMON_004, "model.pretrained": "Alibaba-NLP/gte-Qwen1.5-7B-instruct",
+            "peft._target_": "ftlab.peft.qlora.QLoraInjector", "peft.target_modules": ATTENTION,
+            "peft.double_quant": True, "peft.compute_dtype": "bfloat16", "optimizer._target_": "torch.optim.AdamW",
+            "optimizer.lr": 1e-4, "optimizer.weight_decay": 0.1, "data.batch_size": 8,
+            "trainer.accumulate_grad_batches": 8, "trainer.max_epochs": 4}
+
+
 # preset: (its sweep as hydra.sweeper.params, number of runs, the study's values at a point, tiny model)
 PRESETS = {
     "study000_full_ft": ({"model": GRID_MODELS, "dataset": GRID_DATASETS, "seed": SEEDS}, 45, expect_000_full, "tiny_bert"),
@@ -84,6 +111,9 @@ PRESETS = {
     "study002_glue": ({"peft": "bitfit,lora", "dataset.subset": "rte,sst2"}, 4, expect_002_glue, "tiny_bert"),
     "study002_lora_rank": ({"peft.r": "1,2,4,8,16,32,64", "dataset.subset": "rte,sst2"}, 14, expect_002_rank, "tiny_bert"),
     "study003_tweeteval": ({"peft": "zeroshot,lora,pfeiffer"}, 3, expect_003, "tiny_distilbert"),
+    "study004_gemma_lora": ({}, 1, expect_004_gemma_lora, "tiny_gemma"),
+    "study004_gemma_ia3": ({}, 1, expect_004_gemma_ia3, "tiny_gemma"),
+    "study004_qwen_qlora": ({}, 1, expect_004_qwen_qlora, "tiny_qwen2"),
 }
 
 
@@ -172,6 +202,18 @@ def test_preset_is_documented(name):
     assert f"`{name}`" in (EXPERIMENTS / "README.md").read_text()
 
 
+def tiny_saved(compose, tiny: str, tmp_path: Path) -> Path:
+    from transformers import AutoModel
+
+    from ftlab.config import build
+    from ftlab.data.task import classification
+
+    backbone = build(compose(f"model={tiny}"), "model")
+    folder = tmp_path / "pretrained"
+    AutoModel.from_config(backbone._config(classification(["a", "b"]), backbone.load_tokenizer())).save_pretrained(folder)
+    return folder
+
+
 def smoke_points():
     """One run per preset and PEFT method of its sweep, at the sweep's first point."""
     for name, (sweep, *_rest) in sorted(PRESETS.items()):
@@ -180,7 +222,7 @@ def smoke_points():
 
 
 @pytest.mark.parametrize(("name", "method"), list(smoke_points()))
-def test_preset_runs(compose, name, method):
+def test_preset_runs(compose, name, method, tmp_path):
     """Composed as the tests' compose fixture does (no HydraConfig): the tiny overrides replace the
     per-pair lookups, and everything else of the preset resolves and trains."""
     from ftlab.run import run
@@ -190,12 +232,14 @@ def test_preset_runs(compose, name, method):
     if method:
         point["peft"] = method
     at_point = [f"{k}={v}" for k, v in point.items() if k != "model"]
+    if name == "study004_qwen_qlora":  # 4-bit loading needs saved weights: a tiny Qwen2 saved as "pretrained"
+        at_point += [f"model.pretrained={tiny_saved(compose, tiny, tmp_path)}", "peft.compute_dtype=float32"]
     cfg = compose(f"experiment={name}", *at_point, f"model={tiny}", "trainer.fast_dev_run=true", "save.model=false")
     results = run(cfg)
     assert results["status"] == "completed"
     assert json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())["status"] == "completed"
     for key, value in expected(point).items():
-        if key in ("data.batch_size", "trainer.max_epochs", "model.pretrained"):
+        if key in ("data.batch_size", "trainer.max_epochs", "model.pretrained", "peft.compute_dtype"):
             continue  # the tiny overrides' values
         got = select(results["config"], key)
         assert same(got, value), (key, got, value)

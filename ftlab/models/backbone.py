@@ -6,13 +6,22 @@ and builds the classifier once the dataset has said what the task is.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from ftlab.data.task import TaskSpec
@@ -174,12 +183,34 @@ class Backbone:
             # what a pretrained checkpoint would lack: everything outside the base model (the head)
             prefix = model.base_model_prefix + "."
             return self._finish(BuiltModel(model, {n for n, _ in model.named_parameters() if not n.startswith(prefix)}))
+        source, source_kwargs = self.pretrained, self._source_kwargs()
+        if self.gguf_file and load_kwargs.get("quantization_config") is not None:
+            # transformers will not quantise while reading GGUF: quantise a dequantised float copy
+            source, source_kwargs = self._dequantized_copy(), {}
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            self.pretrained, config=config, output_loading_info=True, **self._source_kwargs(), **kwargs, **load_kwargs
+            source, config=config, output_loading_info=True, **source_kwargs, **kwargs, **load_kwargs
         )
         new = set(info["missing_keys"]) | {k for k, *_ in info.get("mismatched_keys", [])}
         params = {n for n, _ in model.named_parameters()}
         return self._finish(BuiltModel(model, {k for k in new if k in params}))
+
+    def _dequantized_copy(self) -> str:
+        """The GGUF checkpoint as a float safetensors folder, made once under the ftlab cache."""
+        gguf = Path(self.pretrained) / self.gguf_file
+        stat = gguf.stat()
+        key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        cache = Path(os.environ.get("FTLAB_CACHE_DIR") or Path.home() / ".cache" / "ftlab")
+        folder = cache / "dequantized" / f"{gguf.stem}-{key}"
+        if not (folder / "config.json").is_file():
+            log.info("dequantising %s once into %s (QLoRA re-quantises float weights)", gguf.name, folder)
+            model = AutoModelForCausalLM.from_pretrained(self.pretrained, gguf_file=self.gguf_file)
+            # the weights are plain floats now; only the GGUF marker blocks save_pretrained
+            model.hf_quantizer, model.is_quantized = None, False
+            model.config.__dict__.pop("quantization_config", None)
+            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+            model.save_pretrained(tmp)
+            os.replace(tmp, folder)
+        return str(folder)
 
     def _finish(self, built: BuiltModel) -> BuiltModel:
         if self.gradient_checkpointing:  # recompute each layer in backward: activations of layer inputs only

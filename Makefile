@@ -1,6 +1,9 @@
 # make run  : create .venv if missing, install ftlab, fine-tune the embedded default (MiniLM + LoRA on
 #             restaurant_sup, offline). Extra overrides: make run ARGS="peft=full trainer.max_epochs=1"
 # make test : the same set-up, then the test suite (what CI runs)
+# make bench: ftlab vs the HF Trainer and a plain PyTorch loop (about 15 min; run it on a quiet machine),
+#             writes bench/results/<date>.json and .md. Options (bench/README.md):
+#             make bench BENCH_ARGS="--reps 5 --steps 30"; BENCH_ARGS=--quick for a one-minute smoke run
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,6 +11,7 @@ STAMP := $(VENV)/.installed
 export FTLAB_DATA_DIR ?= $(abspath ../shared/data)
 ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: install install-smollm2 run test test-all bench clean
 
@@ -32,6 +36,9 @@ test: install
 
 test-all: install-smollm2
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

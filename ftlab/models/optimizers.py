@@ -38,7 +38,7 @@ def bnb_adamw(
                     "update runs unpaged", bits)
         paged = False
         if bits == 32:
-            return torch.optim.AdamW(params, foreach=True, **kwargs)
+            return torch.optim.AdamW(params, fused=True, **kwargs)
     try:
         import bitsandbytes as bnb
     except ImportError:

@@ -1,0 +1,280 @@
+"""`python -m bench.run` (`make bench`): ftlab against the HF Trainer and a plain PyTorch loop.
+
+Every contender runs in a fresh process, one at a time, in the same order in every repetition
+(ABCD ABCD ...). Training throughput is measured over a fixed window of optimizer steps after a
+few warm-up steps; in the last repetition the epoch contenders (ftlab, the best HF Trainer, the
+plain loop) train a full epoch instead, which gives the full-epoch figures as well as that
+repetition's window.
+Writes <out>/<date>.json (every run, medians, ratios, machine) and <out>/<date>.md. See README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+from bench import report
+from bench.common import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+CONTENDERS = {
+    "ftlab-full": "ftlab, full fine-tuning (python -m ftlab)",
+    "ftlab-lora": "ftlab, LoRA r=8 (python -m ftlab)",
+    "hf-pad128": "HF Trainer, studies' style: every example padded to 128",
+    "hf-dynamic": "HF Trainer, dynamic padding (DataCollatorWithPadding)",
+    "hf-grouped": "HF Trainer at its best: dynamic padding + group_by_length",
+    "plain": "plain PyTorch loop over ftlab's batches",
+}
+DEFAULT_CONTENDERS = "ftlab-full,ftlab-lora,hf-pad128,hf-grouped,plain"
+EPOCH_CONTENDERS = ("ftlab-full", "hf-grouped", "plain")
+FULL = dict(reps=3, warmup=3, steps=20, pad128_steps=8, batch_size=32, eval_batch_size=64, train_examples=None,
+            eval_examples=None, epoch_steps=None, peak_n=2048, peak_reps=10)
+QUICK = dict(reps=1, warmup=1, steps=2, pad128_steps=2, batch_size=4, eval_batch_size=8, train_examples=64,
+             eval_examples=16, epoch_steps=4, peak_n=256, peak_reps=3)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke mode: 1 rep, 1+2 steps, batch 4, 64 train / 16 test "
+                   "examples, a 4-step 'epoch', --share-process (about a minute; the figures mean nothing)")
+    p.add_argument("--reps", type=int, help="repetitions of the window phase (default 3)")
+    p.add_argument("--warmup", type=int, help="warm-up optimizer steps before the window (default 3)")
+    p.add_argument("--steps", type=int, help="optimizer steps in the timed window (default 20)")
+    p.add_argument("--pad128-steps", type=int, help="hf-pad128's window (default 8): every one of its steps has "
+                   "the same batch x 128 shape, so a short window measures it as well, and it is the slowest")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--eval-batch-size", type=int)
+    p.add_argument("--train-examples", type=int, help="a fixed subset of the train split (default: all 3452)")
+    p.add_argument("--eval-examples", type=int, help="a fixed subset of the test split (default: all 1120)")
+    p.add_argument("--epoch-steps", type=int, help="cap the 'full epoch' phase at this many steps (default: none)")
+    p.add_argument("--epoch-contenders", help="contenders that train a full epoch in the last repetition "
+                   f"(default: those of {','.join(EPOCH_CONTENDERS)} that run); '' for none")
+    p.add_argument("--contenders", default=DEFAULT_CONTENDERS, help=f"of: {','.join(CONTENDERS)}")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of every contender (and of the peak matmul)")
+    p.add_argument("--peak-n", type=int, help="size of the fp32 matmul that measures the machine's peak (default 2048)")
+    p.add_argument("--lr", type=float, default=5e-5, help="one learning rate for every contender (LoRA included)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--acc-tol", type=float, default=0.03, help="test accuracy gap counted as noise")
+    p.add_argument("--out", default=str(REPO / "bench" / "results"))
+    p.add_argument("--date", default=dt.date.today().isoformat())
+    p.add_argument("--keep-work", action="store_true", help="keep run folders and logs (printed at the end)")
+    p.add_argument("--share-process", action="store_true", help="run the non-ftlab contenders of a repetition "
+                   "in one process (start-up paid once; their RSS and launch figures then mean nothing; --quick sets it)")
+    p.add_argument("--timeout", type=int, default=1500, help="seconds before one contender run is killed")
+    args = p.parse_args(argv)
+    args.share_process = args.share_process or args.quick
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    args.contenders = [c for c in args.contenders.split(",") if c]
+    if args.epoch_contenders is None:
+        args.epoch_contenders = ",".join(c for c in EPOCH_CONTENDERS if c in args.contenders)
+    args.epoch_contenders = [c for c in args.epoch_contenders.split(",") if c]
+    unknown = [c for c in args.contenders + args.epoch_contenders if c not in CONTENDERS]
+    if unknown:
+        p.error(f"unknown contender(s) {unknown}; choose from {list(CONTENDERS)}")
+    if not set(args.epoch_contenders) <= set(args.contenders):
+        p.error("--epoch-contenders must be among --contenders")
+    if min(args.warmup, args.steps, args.pad128_steps, args.reps) < 1:
+        p.error("--warmup, --steps, --pad128-steps and --reps must be >= 1")
+    return args
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="ftlab-bench-"))
+        self.shared_cache = self.work / "cache-shared"  # warm tokenization cache of the contenders
+        self.records: list[dict] = []
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+                    "FTLAB_DATA_DIR": os.environ.get("FTLAB_DATA_DIR", str(REPO.parent / "shared" / "data"))}
+        # ftlab's data.max_examples subsets (seeded), applied identically by the other contenders
+        self.max_examples = {k: n for k, n in (("train", args.train_examples), ("test", args.eval_examples)) if n}
+        if args.quick:
+            self.max_examples["validation"] = args.eval_examples  # ftlab's epoch run validates: keep it short
+        self.cache_entry: str | None = None
+
+    # ---- one child process ---------------------------------------------------------------------
+    def launch(self, name: str, cmd: list[str], record: dict) -> dict:
+        log_path = self.work / f"{name}.log"
+        launch_wall = time.time()
+        started = time.perf_counter()
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            timer = threading.Timer(self.args.timeout, proc.kill)
+            timer.start()
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (its ru_maxrss)
+            timer.cancel()
+        record.update(launch_wall=launch_wall, wall_seconds=time.perf_counter() - started, log=str(log_path),
+                      returncode=os.waitstatus_to_exitcode(status), child_maxrss_bytes=usage.ru_maxrss * 1024)
+        if record["returncode"] != 0:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{name} failed (exit {record['returncode']}), log {log_path}:\n{tail}")
+        return record
+
+    def ftlab(self, name: str, peft: str, cache: Path, phase: str, rep: int, epoch: bool = False) -> dict:
+        a, run_dir = self.args, self.work / name
+        cmd = [sys.executable, "-m", "ftlab", "model=minilm", "dataset=restaurant_sup", f"peft={peft}",
+               f"seed={a.seed}", f"threads={a.threads}", f"data.batch_size={a.batch_size}",
+               f"data.eval_batch_size={a.eval_batch_size}", "data.max_length=128", f"data.cache_dir={cache}",
+               "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "save.model=false", f"hydra.run.dir={run_dir}"]
+        cmd += [f"data.max_examples.{split}={n}" for split, n in self.max_examples.items()]
+        if phase == "data-cold":  # data set-up only matters here: no training, one test batch
+            cmd += ["trainer.limit_test_batches=1", "logger=none"]
+        else:
+            cmd += [f"optimizer.lr={a.lr}", "optimizer.weight_decay=0.01", "scheduler=linear", "scheduler.warmup_steps=0",
+                    "scheduler.warmup_ratio=0.06", "+callbacks.bench_probe._target_=bench.probe.StepProbe",
+                    f"+callbacks.bench_probe.out={run_dir / 'probe.json'}"]
+            if not epoch:  # no validation, so no best checkpoint; last.ckpt is not written either
+                cmd += [f"trainer.max_steps={sum(self.window(peft))}", "callbacks.model_checkpoint.save_last=false"]
+            elif a.epoch_steps:
+                cmd.append(f"trainer.limit_train_batches={max(a.epoch_steps, sum(self.window(peft)))}")
+        record = self.launch(name, cmd, {"phase": phase, "rep": rep, "epoch": epoch, "window": self.window(peft),
+                                         "run_dir": str(run_dir)})
+        results = json.loads((run_dir / "results.json").read_text())
+        record["ftlab"] = {k: results[k] for k in ("timing", "test", "params", "data")}
+        if (run_dir / "probe.json").is_file():
+            record["child"] = json.loads((run_dir / "probe.json").read_text())
+        return record
+
+    def spec(self, name: str, kind: str, epoch: bool = False, **extra) -> dict:
+        a = self.args
+        return {"kind": kind, "out": str(self.work / f"{name}.out.json"), "threads": a.threads, "seed": a.seed,
+                "batch_size": a.batch_size, "eval_batch_size": a.eval_batch_size, "lr": a.lr, "weight_decay": 0.01,
+                "warmup_ratio": 0.06, "max_length": 128, "max_examples": self.max_examples,
+                "max_steps": (a.epoch_steps and max(a.epoch_steps, sum(self.window(kind)))) if epoch
+                else sum(self.window(kind)),
+                "data_dir": self.env["FTLAB_DATA_DIR"], "cache_entry": self.cache_entry, **extra}
+
+    def children(self, name: str, items: list[tuple[str, dict, dict]]) -> None:
+        """Run (contender, spec, record) items in one `python -m bench.contenders` process (one item
+        each, except with --share-process)."""
+        paths = []
+        for _, spec, _ in items:
+            paths.append(self.work / f"{Path(spec['out']).stem}.spec.json")
+            write_json(paths[-1], spec)
+        print(f"[bench {time.strftime('%H:%M:%S')}] {name}", flush=True)
+        launched = self.launch(name, [sys.executable, "-m", "bench.contenders", *map(str, paths)], {})
+        for contender, spec, record in items:
+            record.update(launched, contender=contender, shared_process=len(items) > 1,
+                          child=json.loads(Path(spec["out"]).read_text()))
+            self.records.append(record)
+
+    def item(self, contender: str, rep: int, epoch: bool) -> tuple[str, dict, dict]:
+        name = f"{'epoch' if epoch else 'window'}-r{rep}-{contender}"
+        return contender, self.spec(name, contender, epoch), {"phase": "train", "rep": rep, "epoch": epoch,
+                                                              "window": self.window(contender)}
+
+    def window(self, contender: str) -> list[int]:
+        """[warm-up steps, timed steps] of a contender's run."""
+        return [self.args.warmup, self.args.pad128_steps if contender == "hf-pad128" else self.args.steps]
+
+    def ftlab_contender(self, contender: str, rep: int, epoch: bool) -> None:
+        name = f"{'epoch' if epoch else 'window'}-r{rep}-{contender}"
+        print(f"[bench {time.strftime('%H:%M:%S')}] {name}", flush=True)
+        record = self.ftlab(name, contender.removeprefix("ftlab-"), self.shared_cache, "train", rep, epoch)
+        record["contender"] = contender
+        self.records.append(record)
+
+    # ---- the schedule ----------------------------------------------------------------------------
+    def data_cold(self, rep: int) -> None:
+        """ftlab's real entry point on an empty tokenization cache. Rep 0 fills the contenders' shared
+        cache (so it is warm for every contender run); later reps use a fresh folder each."""
+        cache = self.shared_cache if rep == 0 else self.work / f"cache-cold-{rep}"
+        name = f"data-cold-r{rep}"
+        print(f"[bench {time.strftime('%H:%M:%S')}] {name}", flush=True)
+        record = self.ftlab(name, "zeroshot", cache, "data-cold", rep)
+        record["contender"] = "ftlab-data-cold"
+        self.records.append(record)
+        if self.cache_entry is None:
+            key = record["ftlab"]["data"]["cache_key"]
+            self.cache_entry = str(next((cache / "tokenized").glob(f"*-{key}")))
+        if rep > 0:
+            shutil.rmtree(cache, ignore_errors=True)
+
+    def peak_item(self) -> tuple[str, dict, dict]:
+        a = self.args
+        return "peak", self.spec("peak", "peak", n=a.peak_n, reps=a.peak_reps), {"phase": "peak", "rep": 0, "epoch": False}
+
+    def run(self) -> dict:
+        a, started = self.args, time.perf_counter()
+        loadavg_start = os.getloadavg()
+        shared = [self.peak_item()] if a.share_process else self.children("peak", [self.peak_item()])
+        for rep in range(a.reps):
+            self.data_cold(rep)
+            for contender in a.contenders:
+                epoch = rep == a.reps - 1 and contender in a.epoch_contenders
+                if contender.startswith("ftlab-"):
+                    self.ftlab_contender(contender, rep, epoch)
+                elif a.share_process:
+                    shared.append(self.item(contender, rep, epoch))
+                else:
+                    self.children(f"{'epoch' if epoch else 'window'}-r{rep}-{contender}", [self.item(contender, rep, epoch)])
+            if shared:
+                self.children(f"shared-r{rep}", shared)
+                shared = []
+        duration = time.perf_counter() - started
+        meta = machine_info()
+        meta.update(loadavg_start=loadavg_start, loadavg_end=os.getloadavg(), duration_seconds=duration,
+                    date=a.date, command=" ".join([Path(sys.executable).name, "-m", "bench.run", *sys.argv[1:]]))
+        config = {k: v for k, v in vars(a).items() if k not in ("out", "keep_work", "timeout")}
+        config.update(max_examples=self.max_examples, max_length=128, weight_decay=0.01, warmup_ratio=0.06,
+                      descriptions={c: CONTENDERS[c] for c in dict.fromkeys(a.contenders + a.epoch_contenders)})
+        return report.summarize(self.records, config, meta)
+
+
+def machine_info() -> dict:
+    cpu = None
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), None)
+    except OSError:
+        pass
+    versions = {}
+    for name in ("torch", "transformers", "lightning", "peft", "datasets", "accelerate", "tokenizers"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["python"] = platform.python_version()
+
+    def git(*cmd: str) -> str:
+        out = subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD") or None
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"cpu_model": cpu, "logical_cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "platform": platform.platform(), "versions": versions, "git_commit": commit, "git_dirty": dirty}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bench = Bench(args)
+    try:
+        results = bench.run()
+    finally:
+        if not args.keep_work:
+            shutil.rmtree(bench.work, ignore_errors=True)
+    out = Path(args.out)
+    json_path, md_path = out / f"{args.date}.json", out / f"{args.date}.md"
+    write_json(json_path, results)
+    md_path.write_text(report.markdown(results))
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}" + (f"; run folders in {bench.work}" if args.keep_work else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

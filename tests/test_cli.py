@@ -2,14 +2,12 @@
 issue gives a short message with the fix, exit != 0, no traceback, and nothing earlier changed."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
-from conftest import DATA_DIR, TINY, run_cli
+from conftest import TINY, run_cli
 
 
 def test_tiny_run_end_to_end(tmp_path):
@@ -32,54 +30,8 @@ def test_console_script_is_installed():
     assert proc.returncode == 0 and "_target_: ftlab.models.backbone.Backbone" in proc.stdout
 
 
-def broken_data_dir(tmp_path: Path, line_no: int, replacement: str) -> Path:
-    """A copy of acl_sup whose train.jsonl has line `line_no` replaced."""
-    root = tmp_path / "data"
-    shutil.copytree(DATA_DIR / "acl_sup", root / "acl_sup")
-    train = root / "acl_sup" / "train.jsonl"
-    lines = train.read_text().split("\n")
-    lines[line_no - 1] = replacement
-    train.write_text("\n".join(lines))
-    return root
-
-
-BAD_INPUTS = {
-    "unknown model": (["model=robrta"], ["model/robrta", "minilm", "tiny_bert"]),
-    "unknown dataset subset": (["dataset=glue", "dataset.subset=sst3"], ["dataset.subset", "sst2", "stsb"]),
-    "wrong type": (["trainer.max_epochs=abc"], ["trainer.max_epochs", "integer"]),
-    "unknown setting": (["+peft.rank=4"], ["peft.rank", "valid settings", "alpha"]),
-    "out of range": (["peft.r=0"], ["peft.r=0", "positive"]),
-    "bad monitor": (["monitor=val/acc"], ["monitor", "val/accuracy", "val/macro_f1"]),
-    "bad batch size": (["data.batch_size=0"], ["data.batch_size", "positive"]),
-    "invalid choice of a library setting": (["trainer.precision=17"], ["trainer.precision", "bf16-mixed", "32-true"]),
-    "fp16 on CPU": (["trainer.precision=16-mixed"], ["needs a CUDA GPU", "bf16-mixed"]),
-    "GPU on CPU": (["trainer.accelerator=gpu"], ["needs a CUDA GPU", "trainer.accelerator=cpu"]),
-    "library refuses a setting": (["trainer.strategy=nonsense"], ["trainer", "nonsense"]),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_overrides(tmp_path, case):
-    overrides, expected = BAD_INPUTS[case]
-    proc = run_cli(*TINY, "dataset=acl_sup", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
-    assert_user_error(proc, expected)
-
-
-def test_missing_data_names_the_expected_file(tmp_path):
-    proc = run_cli(*TINY, "dataset=acl_sup", f"paths.data_dir={tmp_path}/nowhere", f"hydra.run.dir={tmp_path / 'run'}")
-    assert_user_error(proc, [f"{tmp_path}/nowhere/acl_sup/train.jsonl", "JSON", "FTLAB_DATA_DIR"])
-
-
-def test_malformed_row_names_file_and_line(tmp_path):
-    data = broken_data_dir(tmp_path, 7, '{"text": "cut off')
-    proc = run_cli(*TINY, "dataset=acl_sup", f"paths.data_dir={data}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert_user_error(proc, ["train.jsonl", "line 7"])
-
-
-def test_unknown_label_lists_known_labels(tmp_path):
-    data = broken_data_dir(tmp_path, 3, json.dumps({"text": "We use X.", "label": "Inspiration", "metadata": {}}))
-    proc = run_cli(*TINY, "dataset=acl_sup", f"paths.data_dir={data}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert_user_error(proc, ["'Inspiration'", "line 3", "Background", "CompareOrContrast"])
+# every bad input through the CLI (unknown options, wrong types, out-of-range values, broken data
+# files, CUDA-only options on CPU, ...): tests/test_bad_inputs.py
 
 
 def test_failed_run_leaves_earlier_outputs_untouched(tmp_path):

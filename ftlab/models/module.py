@@ -120,7 +120,11 @@ class ClassifierModule(L.LightningModule):
         groups = [g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
         if not groups:
             raise UserError("no parameter is trainable", "choose a peft method that trains something")
-        optimizer = self.optimizer_factory(groups)
+        try:
+            optimizer = self.optimizer_factory(groups)
+        except ValueError as exc:  # torch checks lr, betas, eps, weight_decay: "Invalid learning rate: -0.001"
+            raise UserError(f"optimizer: {exc}", "use a positive optimizer.lr (e.g. 5e-4), betas in [0, 1), "
+                            "eps and weight_decay >= 0") from None
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches))

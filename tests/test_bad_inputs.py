@@ -1,0 +1,160 @@
+"""The bad-input catalogue: every mistake a user makes, through the real CLI in a subprocess.
+
+Each case must exit != 0 with a short message naming the problem (and, for ftlab's own errors, the
+fix), print no traceback, and leave an earlier run's folder byte-for-byte unchanged. A case is
+(overrides, a data preparation step or None, fragments the output must contain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA_DIR, TINY, run_cli
+
+
+# ---- data preparations: each returns extra overrides pointing at the broken copy ---------------------
+
+def acl_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(DATA_DIR / "acl_sup", root / "acl_sup")
+    return root
+
+
+def acl_with(change: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    def prepare(tmp_path: Path) -> list[str]:
+        root = acl_copy(tmp_path)
+        change(root / "acl_sup" / "train.jsonl")
+        return ["dataset=acl_sup", f"paths.data_dir={root}"]
+    return prepare
+
+
+def replace_line(n: int, text: str) -> Callable[[Path], None]:
+    def change(path: Path) -> None:
+        lines = path.read_text().split("\n")
+        lines[n - 1] = text
+        path.write_text("\n".join(lines))
+    return change
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # cut inside a JSON object
+
+
+def non_utf8(path: Path) -> None:
+    lines = path.read_bytes().split(b"\n")
+    lines[4] = lines[4].replace(b"the", b"th\xe9", 1)  # Latin-1 e-acute
+    path.write_bytes(b"\n".join(lines))
+
+
+def missing_test_split(tmp_path: Path) -> list[str]:
+    root = acl_copy(tmp_path)
+    (root / "acl_sup" / "test.jsonl").unlink()
+    return ["dataset=acl_sup", f"paths.data_dir={root}"]
+
+
+def local_files(train: str, test: str, suffix: str = ".csv", **extra: str) -> Callable[[Path], list[str]]:
+    def prepare(tmp_path: Path) -> list[str]:
+        (tmp_path / f"train{suffix}").write_text(train)
+        (tmp_path / f"test{suffix}").write_text(test)
+        return ["dataset=local", f"dataset.train={tmp_path / f'train{suffix}'}",
+                f"dataset.test={tmp_path / f'test{suffix}'}", *(f"dataset.{k}={v}" for k, v in extra.items())]
+    return prepare
+
+
+GOOD_CSV = "text,label\n" + "".join(f"review number {i} was {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n"
+                                     for i in range(40))
+
+# name: (overrides, prepare, fragments of the message)
+CATALOGUE: dict[str, tuple[list[str], Callable | None, list[str]]] = {
+    # ---- config: unknown choices, keys and settings
+    "unknown model": (["model=robrta"], None, ["model/robrta", "minilm", "tiny_bert"]),
+    "unknown peft method": (["peft=lorra"], None, ["peft/lorra", "lora", "houlsby"]),
+    "unknown dataset subset": (["dataset=glue", "dataset.subset=sst3"], None, ["dataset.subset", "sst2", "stsb"]),
+    "unknown top-level key": (["learning_rate=0.1"], None, ["learning_rate", "not in struct"]),
+    "unknown setting of a method": (["+peft.rank=4"], None, ["peft.rank", "valid settings", "alpha"]),
+    "unknown experiment": (["experiment=study999"], None, ["experiment/study999", "study000_full_ft"]),
+    # ---- wrong types
+    "integer expected": (["trainer.max_epochs=abc"], None, ["trainer.max_epochs", "integer"]),
+    "number expected": (["optimizer.lr=fast"], None, ["optimizer.lr", "number"]),
+    "list expected": (["peft.target_modules=query"], None, ["peft.target_modules", "list"]),
+    # ---- out of range
+    "negative learning rate": (["optimizer.lr=-0.001"], None, ["Invalid learning rate: -0.001", "positive optimizer.lr"]),
+    "batch size 0": (["data.batch_size=0"], None, ["data.batch_size", "positive"]),
+    "max length 0": (["data.max_length=0"], None, ["data.max_length", "positive"]),
+    "LoRA rank 0": (["peft.r=0"], None, ["peft.r=0", "positive"]),
+    "reduction factor above the hidden size": (["peft=houlsby", "peft.reduction_factor=64"], None,
+                                               ["reduction_factor", "hidden size 32"]),
+    "dropout 1.5": (["model=minilm", "model.dropout=1.5"], None, ["model.dropout", "[0, 1)"]),
+    "threshold above 1": (["dataset=goemotions", "dataset.threshold=1.5"], None, ["dataset.threshold", "between 0 and 1"]),
+    "evaluation interval 0": (["eval_every_n_steps=0"], None, ["eval_every_n_steps", "positive"]),
+    "subset of 0 examples": (["data.max_examples.train=0"], None, ["data.max_examples.train", "positive"]),
+    "unknown monitored metric": (["monitor=val/acc"], None, ["monitor", "val/accuracy", "val/macro_f1"]),
+    "unknown monitor mode": (["monitor=val/loss", "monitor_mode=lowest"], None, ["monitor_mode", "min", "max"]),
+    "invalid precision": (["trainer.precision=17"], None, ["trainer.precision", "bf16-mixed", "32-true"]),
+    "library refuses a strategy": (["trainer.strategy=nonsense"], None, ["trainer", "nonsense"]),
+    # ---- CUDA-only on a CPU
+    "fp16 on CPU": (["trainer.precision=16-mixed"], None, ["needs a CUDA GPU", "bf16-mixed"]),
+    "GPU accelerator on CPU": (["trainer.accelerator=gpu"], None, ["needs a CUDA GPU", "trainer.accelerator=cpu"]),
+    # ---- model / method mismatches
+    "QLoRA on a random model": (["peft=qlora"], None, ["pretrained weights", "model.pretrained"]),
+    "BitFit on a model without biases": (["model=tiny_llama", "peft=bitfit"], None, ["BitFit needs bias terms", "peft=lora"]),
+    "model folder that does not exist": (["model.pretrained=/nonexistent/model"], None, ["/nonexistent/model", "check"]),
+    # ---- data files
+    "data folder missing": (["dataset=acl_sup", "paths.data_dir=/nonexistent/data"], None,
+                            ["/nonexistent/data/acl_sup/train.jsonl", "FTLAB_DATA_DIR"]),
+    "one split file missing": ([], missing_test_split, ["acl_sup/test.jsonl", "JSON"]),
+    "empty file": ([], acl_with(lambda p: p.write_text("")), ["train.jsonl", "no data rows"]),
+    "truncated file": ([], acl_with(truncate), ["train.jsonl", "line", "invalid JSON"]),
+    "non-UTF-8 bytes": ([], acl_with(non_utf8), ["train.jsonl", "line 5", "UTF-8"]),
+    "malformed row": ([], acl_with(replace_line(7, '{"text": "cut off')), ["train.jsonl", "line 7"]),
+    "unknown label": ([], acl_with(replace_line(3, json.dumps({"text": "We use X.", "label": "Inspiration"}))),
+                      ["'Inspiration'", "line 3", "Background", "CompareOrContrast"]),
+    "text column that does not exist": ([], local_files(GOOD_CSV, GOOD_CSV, text_column="body"), ["body", "text"]),
+    "label column that does not exist": ([], local_files(GOOD_CSV, GOOD_CSV, label_column="stars"), ["stars", "label"]),
+    "wrongly formatted file (TSV read as CSV)": ([], local_files(GOOD_CSV.replace(",", "\t"), GOOD_CSV), ["train.csv", "text"]),
+    "empty split (header only)": ([], local_files(GOOD_CSV, "text,label\n"), ["test.csv", "no data rows"]),
+    "test label unseen in train": ([], local_files(GOOD_CSV, GOOD_CSV + "a new kind of review,meh\n"),
+                                   ["'meh'", "neg", "pos"]),
+    "file of an unknown format": ([], local_files(GOOD_CSV, GOOD_CSV, suffix=".xlsx"), ["xlsx", "csv", "jsonl"]),
+}
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def earlier_run(tmp_path):
+    """A finished run next to the failing one: its files must not change."""
+    folder = tmp_path / "outputs" / "earlier"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"status": "completed", "test": {"test/accuracy": 0.9}}))
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    return folder
+
+
+def test_the_catalogue_holds_at_least_30_cases():
+    assert len(CATALOGUE) >= 30
+
+
+@pytest.mark.parametrize("case", list(CATALOGUE))
+def test_bad_input(tmp_path, earlier_run, case):
+    overrides, prepare, expected = CATALOGUE[case]
+    before = tree_digest(earlier_run)
+    extra = prepare(tmp_path) if prepare else []
+    proc = run_cli(*TINY, *extra, *overrides, f"hydra.run.dir={tmp_path / 'outputs' / 'failing'}")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-2000:]
+    assert "Traceback" not in output, output[-3000:]
+    for fragment in expected:
+        assert fragment in output, f"{fragment!r} missing from:\n{output[-2000:]}"
+    assert len(output.strip().splitlines()) <= 40, output  # short: no wall of logs around the message
+    assert tree_digest(earlier_run) == before

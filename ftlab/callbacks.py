@@ -40,7 +40,9 @@ def _scalar(value) -> float:
 class RunRecorder(L.Callback):
     """Train time excludes validation; samples/s counts real examples; history has one row per
     evaluation (epoch, step, val/ metrics), the epoch's train/ metrics joined to the row of the
-    evaluation that ends it (or a row of their own when no evaluation does)."""
+    evaluation that ends it (or a row of their own when no evaluation does). Its state travels in
+    checkpoints, so a resumed run reports the whole run: the rows and the time before the stop
+    included, each evaluation once."""
 
     def __init__(self):
         self.train_seconds = 0.0
@@ -53,14 +55,40 @@ class RunRecorder(L.Callback):
         self._epoch_start = 0.0
         self._epoch_val_seconds = 0.0
         self._eval_start = 0.0
+        self._in_epoch = False
+        self._fitting = False
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._fitting = stage == "fit"
+
+    def state_dict(self) -> dict:
+        train_seconds = self.train_seconds
+        if self._in_epoch:  # a checkpoint mid-epoch: the epoch's training time so far
+            train_seconds += time.perf_counter() - self._epoch_start - self._epoch_val_seconds
+        return {"train_seconds": train_seconds, "train_samples": self.train_samples,
+                "eval_seconds": dict(self.eval_seconds), "eval_samples": dict(self.eval_samples),
+                "first_step_seconds": self.first_step_seconds, "history": [dict(r) for r in self.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not self._fitting:  # testing the best checkpoint restores callbacks too: keep the whole run's record
+            return
+        self.train_seconds, self.train_samples = state["train_seconds"], state["train_samples"]
+        self.eval_seconds, self.eval_samples = dict(state["eval_seconds"]), dict(state["eval_samples"])
+        self.first_step_seconds = state["first_step_seconds"]
+        self.history = [dict(r) for r in state["history"]]
 
     # training time: epoch wall time minus the validation that runs inside the epoch
     def on_fit_start(self, trainer, pl_module):
         self._fit_start = time.perf_counter()
 
+    def on_train_start(self, trainer, pl_module):
+        """A run resumed mid-epoch gets no on_train_epoch_start: its epoch clock starts here."""
+        self.on_train_epoch_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer, pl_module):
         self._epoch_start = time.perf_counter()
         self._epoch_val_seconds = 0.0
+        self._in_epoch = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.train_samples += len(batch["labels"])
@@ -69,6 +97,7 @@ class RunRecorder(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.train_seconds += time.perf_counter() - self._epoch_start - self._epoch_val_seconds
+        self._in_epoch = False
         row = self._row(trainer, "train/")
         last = self.history[-1] if self.history else None
         if last and (last["epoch"], last["step"]) == (row["epoch"], row["step"]):

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab.config import register_resolvers
 from ftlab.errors import UserError
 from ftlab.results import RESULTS_FILE, write_json_atomic
+from ftlab.resume import auto_resume
 
 # bitsandbytes warns at import that an optional hub-downloaded CPU kernel is missing; the built-in one works
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
@@ -100,7 +101,13 @@ def hydra_entry(cfg: DictConfig) -> None:
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and "@" not in k}
     overrides = list(hc.overrides.task)
     try:
-        results = run(cfg, choices=choices, overrides=overrides)
+        action, resume = auto_resume(output_dir, os.environ)  # a requeued SLURM job continues its run
+        if action == "done":
+            log.info("%s already completed before this job was requeued: nothing to do", output_dir)
+            return
+        if resume is not None:
+            resume.choices, resume.overrides = choices, overrides
+        results = run(cfg, choices=choices, overrides=overrides, resume=resume)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         _record_failure(output_dir, cfg, err, True, choices, overrides)
@@ -117,6 +124,62 @@ def hydra_entry(cfg: DictConfig) -> None:
         print(metrics_table(results))
 
 
+class _LogOnceChecked(logging.Handler):
+    """The run's own log file (as Hydra writes it) gets a resumed run's records only once its
+    checkpoint is known to fit: a refused resume leaves the run directory exactly as it was."""
+
+    def __init__(self, resume):
+        super().__init__()
+        self.resume, self.held, self.file = resume, [], None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.resume.checked:
+            self.held.append(record)
+            return
+        if self.file is None:
+            self.file = logging.FileHandler(self.resume.run_dir / "ftlab.log", mode="a")
+            self.file.setFormatter(self.formatter)
+            for held in self.held:
+                self.file.emit(held)
+            self.held = []
+        self.file.emit(record)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        super().close()
+
+
+def resume_main(args: list[str]) -> int:
+    """`ftlab resume=<run dir>`: continue a killed run (ftlab/resume.py); no Hydra job, so no new folder."""
+    from ftlab.resume import prepare
+
+    try:
+        cfg, resume = prepare(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    from ftlab.run import metrics_table, run
+
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")  # Hydra's
+    for handler in (logging.StreamHandler(sys.stdout), _LogOnceChecked(resume)):
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    _quiet_libraries()
+    try:
+        results = run(cfg, choices=resume.choices, overrides=resume.overrides, resume=resume)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        if resume.checked:  # it failed while training on: record it as any run does
+            _record_failure(resume.run_dir, cfg, err, True, resume.choices, resume.overrides)
+        return 1
+    if results:
+        print(metrics_table(results))
+    return 0
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "estimate":  # `ftlab estimate ...`: memory estimate, no run
         from ftlab.memory.command import estimate_main
@@ -125,6 +188,8 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "report":  # `ftlab report <dir>...`: tables, tests, plots over runs
         from ftlab.report.command import report_main
         sys.exit(report_main(sys.argv[2:]))
+    if any(arg.startswith("resume=") for arg in sys.argv[1:]):  # `ftlab resume=<run dir>`
+        sys.exit(resume_main(sys.argv[1:]))
     hydra_entry()
     if FAILED:
         if len(FAILED) > 1 or SweepFailures.swept:

@@ -1,10 +1,11 @@
-"""One run: build the data, the model and the trainer from the config; fit; test the best
-checkpoint; write results.json into the run directory."""
+"""One run: build the data, the model and the trainer from the config; fit (or fit on from a
+checkpoint: ftlab/resume.py); test the best checkpoint; write results.json into the run directory."""
 
 from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ftlab.callbacks import RunRecorder, reset_peak_rss
+from ftlab.checkpointing import RESUME_FILE, ResumeState
 from ftlab.config import build, build_each
 from ftlab.data.task import TaskSpec
 from ftlab.errors import InvalidChoice, InvalidValue, NeedsCuda, UserError
@@ -21,6 +23,7 @@ from ftlab.models.backbone import is_decoder
 from ftlab.models.metrics import build_metrics
 from ftlab.models.module import ClassifierModule
 from ftlab.results import RESULTS_FILE, git_commit, package_versions, write_json_atomic
+from ftlab.resume import Resume, continue_logs
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +98,15 @@ def best_epoch(history: list[dict], monitor: str, mode: str) -> dict | None:
     return pick(rows, key=lambda r: r[monitor])  # first of ties, as ModelCheckpoint keeps it
 
 
-def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | None = None) -> dict:
+def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | None = None,
+        resume: Resume | None = None) -> dict:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     refuse_cuda_only_on_cpu(cfg)
     apply_eval_every_n_steps(cfg)
+    every = cfg.get("checkpoint_every_n_steps")
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+        raise InvalidValue("checkpoint_every_n_steps", every, "a positive integer (optimizer steps) or null")
     reset_peak_rss()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -127,15 +134,22 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
         decoder=is_decoder(model.config),
         left_padded=tokenizer.padding_side == "left",
     )
+    if resume is not None:
+        resume.check(module)  # a checkpoint of another model is refused before the run dir is touched
     recorder = RunRecorder()
-    callbacks = build_each(cfg, "callbacks") + [recorder]
+    callbacks = build_each(cfg, "callbacks") + [recorder, ResumeState()]
     callbacks.append(memory_recorder := MemoryRecorder())
     trainer = build(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
+    if resume is not None:
+        continue_logs(trainer.loggers, resume.global_step)
     for logger in trainer.loggers:
         logger.log_hyperparams({"trainable_params": params.trainable, "total_params": params.total})
 
     if injector.trains:
-        trainer.fit(module, datamodule=datamodule)
+        with warnings.catch_warnings():
+            if resume is not None:  # its own checkpoints are there, as they should be
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None)
     checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0]
@@ -150,6 +164,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
         "seed": cfg.seed,
         "choices": dict(choices or {}),
         "overrides": list(overrides or []),
+        "resumed_from": resume.to_dict() if resume else None,
         "task": task.to_dict(),
         "monitor": {"metric": cfg.monitor, "mode": cfg.monitor_mode},
         "best_epoch": best["epoch"] if best else None,
@@ -172,6 +187,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     }
     results["memory"] = memory_report(cfg, model, injector, memory_recorder)  # estimate next to measured
     write_json_atomic(output_dir / RESULTS_FILE, results)
+    (output_dir / "checkpoints" / RESUME_FILE).unlink(missing_ok=True)  # a completed run is not resumed
     return results
 
 

@@ -7,10 +7,10 @@ depends only on (seed, epoch), so a resumed or repeated run sees the same batche
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
@@ -32,10 +32,16 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.chunk = batch_size * chunk_batches
         self.drop_last = drop_last
         self.epoch = 0
+        self._start = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Lightning calls this at each epoch start so that every epoch gets a new order."""
+        """Every epoch gets its own order. (Lightning's own set_epoch call does not reach a batch
+        sampler: `ResumableDataLoader` makes it.)"""
         self.epoch = epoch
+
+    def start_at(self, batch: int) -> None:
+        """The next pass only (a resumed epoch) skips the batches an earlier process trained on."""
+        self._start = batch
 
     def __len__(self) -> int:
         n = len(self.lengths)
@@ -59,7 +65,47 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         return [batches[i] for i in order]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        start, self._start = self._start, 0
+        return iter(self.batches()[start:])
+
+
+class ResumableDataLoader(DataLoader):
+    """The training loader: knows its epoch and how many batches of it it has served, so that a
+    checkpoint taken mid-epoch resumes at the next batch (`state_dict()` goes into every checkpoint;
+    ftlab.checkpointing.ResumeState hands it back to the resumed run's loader).
+
+    The pass starts lazily, at the first batch asked for: by then Lightning has restored its epoch
+    counter (`epoch_fn`), whichever point a run resumes from. With a `generator`, starting a pass
+    draws nothing from torch's global RNG, so the dropout masks of a run do not depend on where
+    it was resumed."""
+
+    def __init__(self, *args, epoch_fn: Callable[[], int | None] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epoch_fn = epoch_fn
+        self.epoch = 0
+        self.served = 0  # batches handed out in the current pass
+        self._resume: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batches": self.served}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state)
+
+    def __iter__(self):
+        return self._pass()
+
+    def _pass(self):
+        epoch = self.epoch_fn() if self.epoch_fn else None
+        self.epoch = self.epoch if epoch is None else epoch
+        resume, self._resume = self._resume or {}, None
+        skip = int(resume.get("batches", 0)) if resume.get("epoch") == self.epoch else 0
+        self.batch_sampler.set_epoch(self.epoch)
+        self.batch_sampler.start_at(skip)
+        self.served = skip
+        for batch in super().__iter__():
+            self.served += 1
+            yield batch
 
 
 class DynamicPaddingCollator:

@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler
+from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler, ResumableDataLoader
 from ftlab.data.sources.base import SPLITS, DataSource
 from ftlab.data.task import TaskSpec
 from ftlab.errors import InvalidValue
@@ -175,20 +175,31 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     # ---- loaders -----------------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> DataLoader:
+        """Training batches come from the seeded sampler whether or not they are bucketed by length
+        (without bucketing: chunks of one batch, i.e. plain shuffled batches), so that the order is
+        a function of (seed, epoch) and a run resumed mid-epoch continues it; every loader draws
+        from its own generator, never from the global RNG that dropout uses."""
         data = self.splits[split]
         size = self.batch_size if train else self.eval_batch_size
+        common = {
+            "collate_fn": self.collate,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
+        data_columns = data.with_format(columns=[c for c in data.column_names if c != "length"])
+        if train:
+            lengths = data.select_columns(["length"])[:]["length"]
+            sampler = LengthBucketBatchSampler(lengths, size, shuffle=True, seed=self.seed,
+                                               chunk_batches=50 if self.bucket_by_length else 1)
+            return ResumableDataLoader(data_columns, batch_sampler=sampler, epoch_fn=self._epoch, **common)
         if self.bucket_by_length:
-            sampler = LengthBucketBatchSampler(data.select_columns(["length"])[:]["length"], size, shuffle=train, seed=self.seed)
-            kwargs = {"batch_sampler": sampler}
-        else:
-            kwargs = {"batch_size": size, "shuffle": train}
-        return DataLoader(
-            data.with_format(columns=[c for c in data.column_names if c != "length"]),
-            collate_fn=self.collate,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            **kwargs,
-        )
+            sampler = LengthBucketBatchSampler(data.select_columns(["length"])[:]["length"], size, shuffle=False)
+            return DataLoader(data_columns, batch_sampler=sampler, **common)
+        return DataLoader(data_columns, batch_size=size, shuffle=False, **common)
+
+    def _epoch(self) -> int | None:
+        return self.trainer.current_epoch if self.trainer is not None else None
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -1,0 +1,194 @@
+"""Continue a run that was killed or pre-empted, in its own folder, with its own config.
+
+    python -m ftlab resume=<run dir> [threads=N] [data.num_workers=N] [trainer.enable_progress_bar=B]
+
+The run is rebuilt from `<run dir>/.hydra/config.yaml` and trained on from the newest of
+`checkpoints/resume.ckpt` (every `checkpoint_every_n_steps` steps and each epoch end, when set) and
+`checkpoints/last.ckpt` (with each new best); it ends as the uninterrupted run would have, with one
+results.json. Other overrides are
+refused: a resumed run is the run it continues. A SLURM job requeued after pre-emption or a time-out
+runs its Hydra job again in the same folder and continues the same way (`auto_resume`).
+Every refusal happens before anything in the folder is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.config import register_resolvers
+from ftlab.errors import UserError
+from ftlab.results import RESULTS_FILE
+
+log = logging.getLogger(__name__)
+CANDIDATES = ("checkpoints/resume.ckpt", "checkpoints/last.ckpt")
+SAFE_OVERRIDES = ("threads", "data.num_workers", "trainer.enable_progress_bar")  # speed only, not results
+
+
+@dataclass
+class Resume:
+    run_dir: Path
+    checkpoint: Path
+    global_step: int
+    choices: dict = field(default_factory=dict)
+    overrides: list = field(default_factory=list)
+    checked: bool = False  # the checkpoint fits the rebuilt model: from here on the run dir is written
+
+    def check(self, module) -> None:
+        """Refuse a checkpoint of another model or peft method now, before the run writes anything."""
+        import torch
+
+        state = torch.load(self.checkpoint, map_location="cpu", mmap=True, weights_only=True)["state_dict"]
+        try:
+            module.on_load_checkpoint({"state_dict": state})
+        except UserError as err:
+            raise UserError(f"{self.checkpoint} was not written by this run: {err.problem}",
+                            "resume a run only from checkpoints it wrote itself") from None
+        self.checked = True
+        log.info("resuming %s from %s (step %d)", self.run_dir, self.checkpoint.name, self.global_step)
+
+    def to_dict(self) -> dict:
+        return {"checkpoint": str(self.checkpoint.relative_to(self.run_dir)), "global_step": self.global_step}
+
+
+def run_status(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / RESULTS_FILE).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def newest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
+    """The candidate with the most optimizer steps (the later written on a tie); a file that does not
+    load as a checkpoint is an error, not something to skip silently."""
+    import torch
+
+    found = []
+    for name in CANDIDATES:
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            step = int(torch.load(path, map_location="cpu", mmap=True, weights_only=True)["global_step"])
+        except Exception as err:  # truncated, not a zip/torch file, no global_step
+            others = [n for n in CANDIDATES if n != name and (run_dir / n).is_file()]
+            fix = f"delete it to resume from {others[0]}" if others else "start the run again"
+            raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__}: {str(err)[:120]})",
+                            fix) from None
+        found.append((step, path.stat().st_mtime_ns, path))
+    if not found:
+        return None
+    step, _, path = max(found)
+    return path, step
+
+
+def saved_run(run_dir: Path) -> tuple[Path, DictConfig, dict, list]:
+    """The run's folder as the run named it (Lightning's ModelCheckpoint reloads its record of the
+    best checkpoint only into the same path), its config as Hydra saved it (unresolved), pointed at
+    that folder, its choices and its overrides."""
+    hydra_dir = run_dir / ".hydra"
+    overrides = OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml")) \
+        if (hydra_dir / "overrides.yaml").is_file() else []
+    choices = {}
+    if (hydra_dir / "hydra.yaml").is_file():
+        hydra = OmegaConf.load(hydra_dir / "hydra.yaml").hydra
+        # `${hydra:runtime.choices.dataset}` in a preset: answered from the run's own Hydra config
+        OmegaConf.register_new_resolver("hydra", lambda path: OmegaConf.select(hydra, path), replace=True)
+        runtime = hydra.get("runtime") or {}
+        named = runtime.get("output_dir")
+        if named and Path(named).is_dir() and os.path.samefile(named, run_dir):  # e.g. reached through a link
+            run_dir = Path(named)
+        node = runtime.get("choices") or {}
+        choices = {k: v for k, v in OmegaConf.to_container(node).items() if not k.startswith("hydra") and "@" not in k}
+    cfg = OmegaConf.load(hydra_dir / "config.yaml")
+    cfg.paths.output_dir = str(run_dir)
+    return run_dir, cfg, choices, list(overrides)
+
+
+def prepare(args: list[str]) -> tuple[DictConfig, Resume]:
+    """`resume=<dir>` and its few allowed overrides -> the run's config and where to resume it."""
+    target = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+    others = [a for a in args if not a.startswith("resume=")]
+    if len(target) != 1 or not target[0]:
+        raise UserError("resume= needs exactly one run directory", "python -m ftlab resume=<run dir>")
+    run_dir = Path(target[0]).expanduser().resolve()
+    if not run_dir.is_dir():
+        raise UserError(f"no run directory at {run_dir}", "give resume= the folder of the run (it holds .hydra/)")
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not an ftlab run: it has no .hydra/config.yaml",
+                        "give resume= the folder a run wrote (outputs/runs/<date>/<time>_...)")
+    bad = [a for a in others if a.split("=", 1)[0].lstrip("+~") not in SAFE_OVERRIDES or "=" not in a]
+    if bad:
+        raise UserError(f"resume= continues a run with its own config; cannot change {', '.join(bad)}",
+                        f"drop it (allowed next to resume=: {', '.join(SAFE_OVERRIDES)}), or start a new run")
+    if run_status(run_dir) == "completed":
+        raise UserError(f"{run_dir} already completed (its results.json says so): nothing to resume",
+                        "start a new run to train again")
+    run_dir, cfg, choices, overrides = saved_run(run_dir)
+    newest = newest_checkpoint(run_dir)
+    if newest is None:
+        again = " ".join(overrides) or "<its overrides>"
+        raise UserError(f"{run_dir} has no checkpoint to resume from ({' or '.join(CANDIDATES)})",
+                        f"the run stopped before its first checkpoint: run it again (python -m ftlab {again}); "
+                        "checkpoint_every_n_steps=N checkpoints within epochs")
+    for arg in others:
+        key, value = arg.lstrip("+~").split("=", 1)
+        OmegaConf.update(cfg, key, yaml.safe_load(value), force_add=True)
+    register_resolvers()
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:
+        raise UserError(f"the saved config of {run_dir} does not resolve here: {err}",
+                        "resume on a machine where its paths and environment variables exist") from None
+    return cfg, Resume(run_dir, newest[0], newest[1], choices, overrides)
+
+
+def auto_resume(run_dir: Path, environ) -> tuple[str, Resume | None]:
+    """What a job does in its run dir: "done" when SLURM requeued it after it completed, "resume"
+    when SLURM requeued it (SLURM_RESTART_COUNT > 0: pre-empted, or timed out under submitit) and the
+    folder holds a checkpoint but no results.json, "fresh" otherwise. Requeued only: a user's new run
+    pointed at an old folder starts afresh, as it always did."""
+    if int(environ.get("SLURM_RESTART_COUNT") or 0) < 1:
+        return "fresh", None
+    status = run_status(run_dir)
+    if status == "completed":
+        return "done", None
+    if status is not None:
+        return "fresh", None  # it failed: start afresh, as a new submission would
+    newest = newest_checkpoint(run_dir)
+    if newest is None:
+        return "fresh", None
+    return "resume", Resume(run_dir, newest[0], newest[1])
+
+
+def continue_logs(loggers, step: int) -> None:
+    """Logs go on in the same folders, without the rows the killed process wrote after its checkpoint
+    (the resumed run writes them again): the CSV logger's metrics.csv keeps its rows of earlier steps
+    (Lightning's writer would delete the file), TensorBoard hides later events (purge_step)."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:  # loggers write on rank 0 only
+        return
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            path = Path(logger.log_dir) / "metrics.csv"
+            rows = []
+            if path.is_file():
+                with path.open(newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < step]
+            with warnings.catch_warnings():  # "... will be deleted": the rows to keep are read
+                warnings.simplefilter("ignore")
+                writer = logger.experiment  # (deletes metrics.csv)
+            writer.metrics = rows + writer.metrics
+            logger.save()
+        elif isinstance(logger, TensorBoardLogger) and getattr(logger, "_experiment", None) is None:
+            logger._kwargs["purge_step"] = step

@@ -91,7 +91,7 @@ class RunRecorder(L.Callback):
         self._in_epoch = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.train_samples += len(batch["labels"])
+        self.train_samples += len(batch["labels"]) * trainer.world_size  # every process trains an equal share
         if self.first_step_seconds is None:
             self.first_step_seconds = time.perf_counter() - self._fit_start
 
@@ -121,10 +121,10 @@ class RunRecorder(L.Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if not trainer.sanity_checking:
-            self.eval_samples["validate"] += len(batch["labels"])
+            self.eval_samples["validate"] += len(batch["labels"]) * trainer.world_size
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self.eval_samples["test"] += len(batch["labels"])
+        self.eval_samples["test"] += len(batch["labels"]) * trainer.world_size
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking:

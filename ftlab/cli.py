@@ -43,6 +43,8 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # epoch metrics come from torchmetrics, already reduced across DDP processes
+    warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(")
     import datasets
     import transformers
 

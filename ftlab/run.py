@@ -17,6 +17,7 @@ from ftlab.callbacks import RunRecorder, reset_peak_rss
 from ftlab.checkpointing import RESUME_FILE, ResumeState
 from ftlab.config import build, build_each
 from ftlab.data.task import TaskSpec
+from ftlab.distributed import wrap_each_layer
 from ftlab.errors import InvalidChoice, InvalidValue, NeedsCuda, UserError
 from ftlab.memory import MemoryRecorder, memory_report
 from ftlab.models.backbone import is_decoder
@@ -53,6 +54,9 @@ def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator in ("gpu", "cuda"):
         raise NeedsCuda(f"trainer.accelerator={accelerator}", "use trainer.accelerator=cpu (or auto)")
+    strategy = cfg.trainer.get("strategy")
+    if "fsdp" in str(strategy.get("_target_") if isinstance(strategy, DictConfig) else strategy).lower():
+        raise NeedsCuda("trainer=fsdp (Lightning's FSDP)", "on CPU use trainer=ddp trainer.accelerator=cpu")
     precision = str(cfg.trainer.get("precision", "32-true"))
     if precision in ("16", "16-mixed", "16-true"):
         raise NeedsCuda(f"trainer.precision={precision} (fp16)", "on CPU use trainer.precision=bf16-mixed or 32-true")
@@ -140,6 +144,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     callbacks = build_each(cfg, "callbacks") + [recorder, ResumeState()]
     callbacks.append(memory_recorder := MemoryRecorder())
     trainer = build(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
+    wrap_each_layer(trainer.strategy, model)
     if resume is not None:
         continue_logs(trainer.loggers, resume.global_step)
     for logger in trainer.loggers:

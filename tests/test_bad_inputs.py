@@ -102,6 +102,7 @@ CATALOGUE: dict[str, tuple[list[str], Callable | None, list[str]]] = {
     # ---- CUDA-only on a CPU
     "fp16 on CPU": (["trainer.precision=16-mixed"], None, ["needs a CUDA GPU", "bf16-mixed"]),
     "GPU accelerator on CPU": (["trainer.accelerator=gpu"], None, ["needs a CUDA GPU", "trainer.accelerator=cpu"]),
+    "FSDP on CPU": (["trainer=fsdp"], None, ["trainer=fsdp", "needs a CUDA GPU", "trainer=ddp"]),
     # ---- model / method mismatches
     "QLoRA on a random model": (["peft=qlora"], None, ["pretrained weights", "model.pretrained"]),
     "BitFit on a model without biases": (["model=tiny_llama", "peft=bitfit"], None, ["BitFit needs bias terms", "peft=lora"]),

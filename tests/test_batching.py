@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler
@@ -47,3 +48,21 @@ def test_collator_pads_to_longest_on_either_side():
 def test_collator_keeps_float_labels_for_regression():
     examples = [{"input_ids": [1], "attention_mask": [1], "labels": 3.5}]
     assert DynamicPaddingCollator(0)(examples)["labels"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_ranks_share_the_one_process_batches(monkeypatch, shuffle):
+    """Under DDP each rank takes every world-th example of the batch one process at world x batch
+    would form: together the ranks see exactly those batches, training ranks step equally often."""
+    lengths = [(i * 37) % 61 + 3 for i in range(203)]
+    single = LengthBucketBatchSampler(lengths, 8, shuffle=shuffle, seed=3).batches()
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(LengthBucketBatchSampler, "_world", staticmethod(lambda rank=rank: (rank, 2)))
+        shares.append(LengthBucketBatchSampler(lengths, 4, shuffle=shuffle, seed=3).batches())
+    if shuffle:
+        assert len(shares[0]) == len(shares[1])
+        single = [b for b in single if len(b) >= 2]
+    for batch, first, second in zip(single, shares[0], shares[1]):
+        assert sorted(first + second) == sorted(batch)
+    assert sum(len(b) for s in shares for b in s) == sum(len(b) for b in single)

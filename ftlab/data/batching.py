@@ -3,6 +3,11 @@
 Sorting examples by length within large shuffled chunks makes each batch hold examples of similar
 length, so dynamic padding pads little; shuffling the batches keeps the order random. The order
 depends only on (seed, epoch), so a resumed or repeated run sees the same batches.
+
+Under DDP the sampler shards itself (Lightning's DistributedSampler cannot wrap a batch sampler):
+it forms global batches of batch_size x world size exactly as one process would, and each rank
+takes every world-th example of each. The ranks' gradients, averaged, are then the gradient of
+the one-process batch, so N processes at batch b train like one at batch N x b.
 """
 
 from __future__ import annotations
@@ -29,10 +34,17 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.chunk = batch_size * chunk_batches
         self.drop_last = drop_last
         self.epoch = 0
         self._start = 0
+        self.chunk_batches = chunk_batches
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        """(rank, world size) of the process group, (0, 1) outside one."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         """Every epoch gets its own order. (Lightning's own set_epoch call does not reach a batch
@@ -44,25 +56,37 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self._start = batch
 
     def __len__(self) -> int:
-        n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return len(self.batches())
 
-    def batches(self) -> list[list[int]]:
+    def global_batches(self, size: int) -> list[list[int]]:
+        """Batches of `size` over the whole data set, the same in every process."""
         n = len(self.lengths)
         if not self.shuffle:  # evaluation: sorted by length, the order is irrelevant to the metrics
             order = torch.argsort(self.lengths, descending=True, stable=True)
-            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+            return [order[i : i + size].tolist() for i in range(0, n, size)]
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(n, generator=gen)
+        chunk_size = size * self.chunk_batches
         batches: list[list[int]] = []
-        for start in range(0, n, self.chunk):
-            chunk = perm[start : start + self.chunk]
+        for start in range(0, n, chunk_size):
+            chunk = perm[start : start + chunk_size]
             chunk = chunk[torch.argsort(self.lengths[chunk], descending=True, stable=True)]
-            batches.extend(chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size))
+            batches.extend(chunk[i : i + size].tolist() for i in range(0, len(chunk), size))
         if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
+            batches = [b for b in batches if len(b) == size]
         order = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[i] for i in order]
+
+    def batches(self) -> list[list[int]]:
+        """This process's batches: its share of each global batch."""
+        rank, world = self._world()
+        batches = self.global_batches(self.batch_size * world)
+        if world == 1:
+            return batches
+        if self.shuffle:  # training: every rank must step as often as the others, none on an empty batch
+            batches = [b for b in batches if len(b) >= world]
+        shares = [b[rank::world] for b in batches]
+        return [s for s in shares if s]  # evaluation: a short last batch may leave a rank out
 
     def __iter__(self) -> Iterator[list[int]]:
         start, self._start = self._start, 0

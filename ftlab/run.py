@@ -137,6 +137,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
         scheduler=build(cfg, "scheduler") if cfg.get("scheduler") else None,
         decoder=is_decoder(model.config),
         left_padded=tokenizer.padding_side == "left",
+        compile=bool(cfg.get("compile", False)),
     )
     if resume is not None:
         resume.check(module)  # a checkpoint of another model is refused before the run dir is touched

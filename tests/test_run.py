@@ -123,3 +123,12 @@ def test_a_diverging_run_stops_with_a_clear_message(compose):
     with pytest.raises(UserError, match="training diverged") as err:
         run(cfg)
     assert "optimizer.lr" in err.value.fix
+
+
+@pytest.mark.slow  # inductor compiles for about a minute on a 2-core CPU
+def test_compiled_run_keeps_plain_parameter_names(compose):
+    cfg = compose("compile=true")
+    results = run(cfg)
+    assert results["status"] == "completed"
+    checkpoint = torch.load(Path(cfg.paths.output_dir) / results["best_checkpoint"], weights_only=False)
+    assert checkpoint["state_dict"] and not any("_orig_mod" in key for key in checkpoint["state_dict"])

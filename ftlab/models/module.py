@@ -32,6 +32,7 @@ class ClassifierModule(L.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         decoder: bool = False,
         left_padded: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         self.model = model
@@ -51,6 +52,9 @@ class ClassifierModule(L.LightningModule):
         self.inputs = ("input_ids", "attention_mask") if decoder else MODEL_INPUTS
         self.positions_from_mask = decoder and left_padded
         self.strict_loading = False  # checkpoints carry only the trained weights
+        # torch.compile (inductor; dynamic shapes, as padding varies per batch): kept out of the module
+        # tree so that state dicts, checkpoints and the injector see the model's own parameter names
+        object.__setattr__(self, "_call_model", torch.compile(model, dynamic=True) if compile else model)
         # from_pretrained returns eval mode and Lightning keeps the mode it finds: train with dropout on
         self.train()
 
@@ -59,7 +63,7 @@ class ClassifierModule(L.LightningModule):
         inputs = {k: batch[k] for k in self.inputs if k in batch}
         if self.positions_from_mask:
             inputs["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        return self.model(**inputs).logits
+        return self._call_model(**inputs).logits
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.task.task_type is TaskType.REGRESSION:

@@ -180,7 +180,7 @@ def run_plain(spec: dict) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2]},  # as ClassifierModule.configure_optimizers
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=spec["lr"], weight_decay=spec["weight_decay"], foreach=True)
+    optimizer = torch.optim.AdamW(groups, lr=spec["lr"], weight_decay=spec["weight_decay"], fused=True)
     total = min(spec["max_steps"] or len(train), len(train))
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(round(spec["warmup_ratio"] * total)),
                               num_training_steps=total)
@@ -206,7 +206,7 @@ def run_plain(spec: dict) -> dict:
     test = classification_metrics(torch.cat(all_logits), torch.cat(all_labels))
     log.eval_seconds, log.eval_samples = time.perf_counter() - started, len(splits["test"])
     return {"data_setup_seconds": data_setup, "model_load_seconds": load_seconds, "params": param_counts(model),
-            "test": {k: test[k] for k in ("accuracy", "macro_f1")}, "optimizer": "adamw (torch, foreach)", **log.to_dict()}
+            "test": {k: test[k] for k in ("accuracy", "macro_f1")}, "optimizer": "adamw (torch, fused)", **log.to_dict()}
 
 
 # ---- machine peak -------------------------------------------------------------------------------

@@ -47,14 +47,6 @@ def test_failed_run_leaves_earlier_outputs_untouched(tmp_path):
     assert len(failed) == 1 and json.loads(failed[0].read_text())["status"] == "failed"
 
 
-def assert_user_error(proc, expected: list[str]) -> None:
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output[-2000:]
-    assert "Traceback" not in output, output[-3000:]
-    for fragment in expected:
-        assert fragment in output, f"{fragment!r} missing from:\n{output[-2000:]}"
-
-
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     """The run folder carries microseconds: two jobs started together never share or overwrite one."""
     env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])}

@@ -38,3 +38,17 @@ def test_smollm2_lora_trains_a_few_steps_on_tweeteval(tmp_path):
     assert 0 <= results["test"]["test/accuracy"] <= 1
     # merged into the GGUF model's float weights, loadable by plain transformers
     assert (run_dir / "export" / "config.json").is_file()
+
+
+def test_smollm2_qlora_trains_from_the_gguf_file(tmp_path):
+    """transformers will not quantise while reading GGUF: ftlab quantises a dequantised float copy."""
+    run_dir = tmp_path / "run"
+    proc = run_cli("model=smollm2", "peft=qlora", "dataset=tweeteval", "threads=2", "trainer.max_epochs=1",
+                   "trainer.max_steps=3", "data.batch_size=8", "data.max_examples.train=24",
+                   "data.max_examples.validation=16", "data.max_examples.test=16",
+                   "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "completed"
+    assert results["params"]["trainable"] == 30 * (8 * 576 + 8 * 576 + 8 * 576 + 8 * 192) + 576 * 3
+    assert results["memory"]["estimate"]["dims"]["weights_4bit"] is True

@@ -117,6 +117,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     loggers = build_each(cfg, "logger")  # first: a logger that cannot be built (wandb missing) fails at start
 
+    injector = build(cfg, "peft")  # checks its settings only: a bad peft.* fails before any loading
     source = build(cfg, "dataset")
     backbone = build(cfg, "model")
     tokenizer = backbone.load_tokenizer()
@@ -125,7 +126,6 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     task = datamodule.task
     resolve_monitor(cfg, task)
 
-    injector = build(cfg, "peft")
     built = backbone.build(task, tokenizer, **injector.load_kwargs())
     model = injector.inject(built.model, built.new_parameters)
     params = injector.trainable_report(model)

@@ -66,3 +66,15 @@ def test_ranks_share_the_one_process_batches(monkeypatch, shuffle):
     for batch, first, second in zip(single, shares[0], shares[1]):
         assert sorted(first + second) == sorted(batch)
     assert sum(len(b) for s in shares for b in s) == sum(len(b) for b in single)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 2, 7, 48, 203])
+def test_len_counts_the_batches_without_forming_them(monkeypatch, world, n):
+    lengths = [(i * 37) % 61 + 3 for i in range(n)]
+    for rank in range(world):
+        monkeypatch.setattr(LengthBucketBatchSampler, "_world", staticmethod(lambda r=rank: (r, world)))
+        for shuffle in (True, False):
+            for drop_last in (False, True):
+                sampler = LengthBucketBatchSampler(lengths, 4, shuffle=shuffle, seed=1, chunk_batches=3, drop_last=drop_last)
+                assert len(sampler) == len(sampler.batches()), (rank, shuffle, drop_last)

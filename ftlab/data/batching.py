@@ -56,14 +56,23 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self._start = batch
 
     def __len__(self) -> int:
-        return len(self.batches())
+        """len(self.batches()) without forming them: every global batch is full but the last, of n % size."""
+        rank, world = self._world()
+        size = self.batch_size * world
+        full, rest = divmod(len(self.lengths), size)
+        if self.drop_last:
+            return full
+        if self.shuffle:  # training keeps the short batch when every rank gets an example of it
+            return full + (rest >= world)
+        return full + (rest > rank)
 
     def global_batches(self, size: int) -> list[list[int]]:
         """Batches of `size` over the whole data set, the same in every process."""
         n = len(self.lengths)
         if not self.shuffle:  # evaluation: sorted by length, the order is irrelevant to the metrics
             order = torch.argsort(self.lengths, descending=True, stable=True)
-            return [order[i : i + size].tolist() for i in range(0, n, size)]
+            batches = [order[i : i + size].tolist() for i in range(0, n, size)]
+            return [b for b in batches if len(b) == size] if self.drop_last else batches
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(n, generator=gen)
         chunk_size = size * self.chunk_batches

@@ -129,10 +129,23 @@ class ClassifierModule(L.LightningModule):
         except ValueError as exc:  # torch checks lr, betas, eps, weight_decay: "Invalid learning rate: -0.001"
             raise UserError(f"optimizer: {exc}", "use a positive optimizer.lr (e.g. 5e-4), betas in [0, 1), "
                             "eps and weight_decay >= 0") from None
+        optimizer = self._fit_for_clipping(optimizer, groups)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _fit_for_clipping(self, optimizer, groups):
+        """A fused optimizer unscales fp16 gradients inside its step, so Lightning refuses to clip them
+        under mixed precision. With bf16 there is no scaler and nothing to unscale: clipping is exact,
+        the fused step stays. With fp16 (a GradScaler) the optimizer is rebuilt unfused."""
+        trainer = self._trainer
+        if not getattr(optimizer, "_step_supports_amp_scaling", False) or trainer is None or not trainer.gradient_clip_val:
+            return optimizer
+        if getattr(trainer.precision_plugin, "scaler", None) is None:
+            optimizer._step_supports_amp_scaling = False
+            return optimizer
+        return self.optimizer_factory(groups, fused=False, foreach=True)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _saved_keys(self) -> set[str]:

@@ -27,17 +27,20 @@ from ftlab.data.task import TaskSpec
 from ftlab.errors import InvalidValue
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1  # bump when the cached layout changes
+CACHE_FORMAT = 2  # bump when the cached layout (or the key) changes
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """Hash of the tokenizer's full definition, minus the truncation/padding state a call leaves behind."""
+    """Hash of the tokenizer's full definition, minus the truncation/padding state a call leaves behind.
+
+    That state is cleared rather than parsed out of the JSON (transformers sets it again at every
+    call): hashing `to_str()` directly takes 3 ms, a JSON round trip of a 30k vocabulary 300 ms,
+    which was most of a warm-cache start. tokenizers serialises deterministically (vocab by id)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        definition = json.loads(backend.to_str())
-        definition.pop("truncation", None)
-        definition.pop("padding", None)
-        ident = json.dumps(definition, sort_keys=True)
+        backend.no_truncation()
+        backend.no_padding()
+        ident = backend.to_str()
     else:
         ident = f"{tokenizer.name_or_path}|{sorted(tokenizer.get_vocab().items())}"
     ident += f"|{tokenizer.padding_side}|{tokenizer.truncation_side}"

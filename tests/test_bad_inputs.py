@@ -104,9 +104,13 @@ CATALOGUE: dict[str, tuple[list[str], Callable | None, list[str]]] = {
     "GPU accelerator on CPU": (["trainer.accelerator=gpu"], None, ["needs a CUDA GPU", "trainer.accelerator=cpu"]),
     "FSDP on CPU": (["trainer=fsdp"], None, ["trainer=fsdp", "needs a CUDA GPU", "trainer=ddp"]),
     # ---- model / method mismatches
-    "QLoRA on a random model": (["peft=qlora"], None, ["pretrained weights", "model.pretrained"]),
+    "QLoRA on a random model": (["peft=qlora"], None, ["4-bit loading (peft=qlora) needs pretrained weights", "model.pretrained"]),
     "BitFit on a model without biases": (["model=tiny_llama", "peft=bitfit"], None, ["BitFit needs bias terms", "peft=lora"]),
     "model folder that does not exist": (["model.pretrained=/nonexistent/model"], None, ["/nonexistent/model", "check"]),
+    # ---- training and resuming (more resume refusals: tests/test_resume.py)
+    "loss goes NaN": (["dataset=acl_sup", "peft=full", "optimizer.lr=1e30", "trainer.gradient_clip_val=null"], None,
+                      ["training diverged", "lower optimizer.lr"]),
+    "resume dir that does not exist": (["resume=/nonexistent/run"], None, ["/nonexistent/run", "fix:"]),
     # ---- data files
     "data folder missing": (["dataset=acl_sup", "paths.data_dir=/nonexistent/data"], None,
                             ["/nonexistent/data/acl_sup/train.jsonl", "FTLAB_DATA_DIR"]),

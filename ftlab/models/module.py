@@ -77,8 +77,8 @@ class ClassifierModule(L.LightningModule):
         loss = self.loss(logits, batch["labels"])
         if not torch.isfinite(loss):
             raise UserError(f"training diverged: the loss is {loss.item()} at step {self.global_step}",
-                            "lower optimizer.lr or set trainer.gradient_clip_val; checkpoints/ keeps the last "
-                            "good epoch (last.ckpt) and the best one")
+                            "lower optimizer.lr or set trainer.gradient_clip_val; checkpoints/ keeps the best "
+                            "checkpoint so far (and resume.ckpt, written before the loss went non-finite)")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss

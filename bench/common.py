@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
+from ftlab.rss import peak_rss_bytes  # noqa: F401 (light: no torch import)
+
 NUM_LABELS = 3  # restaurant_sup: negative, neutral, positive
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory: VmHWM, as ftlab/callbacks.py reads it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _numeric(values) -> bool:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -136,14 +138,34 @@ def tree_digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def earlier_run(tmp_path):
+def make_earlier_run(root: Path) -> Path:
     """A finished run next to the failing one: its files must not change."""
-    folder = tmp_path / "outputs" / "earlier"
+    folder = root / "outputs" / "earlier"
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps({"status": "completed", "test": {"test/accuracy": 0.9}}))
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights")
     return folder
+
+
+def run_case(case: str, root: Path) -> tuple[str, dict, dict]:
+    overrides, prepare, _ = CATALOGUE[case]
+    root.mkdir(parents=True)
+    earlier = make_earlier_run(root)
+    before = tree_digest(earlier)
+    extra = prepare(root) if prepare else []
+    proc = run_cli(*TINY, *extra, *overrides, f"hydra.run.dir={root / 'outputs' / 'failing'}")
+    return proc.returncode, proc.stdout + proc.stderr, {"before": before, "after": tree_digest(earlier)}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Every case at once, a process per core: each is a CLI start (torch, Lightning, transformers
+    imports) that fails early, so the catalogue costs its imports, not its runs."""
+    root = tmp_path_factory.mktemp("catalogue")
+    workers = max(2, os.cpu_count() or 2)
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {case: pool.submit(run_case, case, root / f"case{i:02d}") for i, case in enumerate(CATALOGUE)}
+        return {case: future.result() for case, future in futures.items()}
 
 
 def test_the_catalogue_holds_at_least_30_cases():
@@ -151,15 +173,11 @@ def test_the_catalogue_holds_at_least_30_cases():
 
 
 @pytest.mark.parametrize("case", list(CATALOGUE))
-def test_bad_input(tmp_path, earlier_run, case):
-    overrides, prepare, expected = CATALOGUE[case]
-    before = tree_digest(earlier_run)
-    extra = prepare(tmp_path) if prepare else []
-    proc = run_cli(*TINY, *extra, *overrides, f"hydra.run.dir={tmp_path / 'outputs' / 'failing'}")
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output[-2000:]
+def test_bad_input(outcomes, case):
+    returncode, output, earlier = outcomes[case]
+    assert returncode != 0, output[-2000:]
     assert "Traceback" not in output, output[-3000:]
-    for fragment in expected:
+    for fragment in CATALOGUE[case][2]:
         assert fragment in output, f"{fragment!r} missing from:\n{output[-2000:]}"
     assert len(output.strip().splitlines()) <= 40, output  # short: no wall of logs around the message
-    assert tree_digest(earlier_run) == before
+    assert earlier["after"] == earlier["before"]

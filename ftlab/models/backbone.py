@@ -186,8 +186,8 @@ class Backbone:
         if not self.pretrained:
             if load_kwargs:
                 what = "4-bit loading (peft=qlora)" if "quantization_config" in load_kwargs else str(sorted(load_kwargs))
-                raise UserError(f"{what} needs pretrained weights to load, and model={self.architecture} is randomly "
-                                "initialised", "set model.pretrained=<hub id or folder>, or use peft=lora")
+                raise UserError(f"{what} needs pretrained weights to load; this model is a randomly initialised "
+                                f"{self.architecture}", "set model.pretrained=<hub id or folder>, or use peft=lora")
             model = AutoModelForSequenceClassification.from_config(config, **kwargs)
             # what a pretrained checkpoint would lack: everything outside the base model (the head)
             prefix = model.base_model_prefix + "."

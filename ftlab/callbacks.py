@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
-from ftlab.rss import peak_rss_bytes, reset_peak_rss  # noqa: F401 (re-exported)
+from ftlab.rss import peak_rss_bytes
 
 
 def _scalar(value) -> float:

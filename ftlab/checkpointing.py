@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 RESUME_FILE = "resume.ckpt"
 
 
+def require_steps(key: str, value) -> None:
+    """A step interval (`eval_every_n_steps`, `checkpoint_every_n_steps`): a positive int or null."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidValue(key, value, "a positive integer (optimizer steps) or null")
+
+
 class ResumeCheckpoint(Checkpoint):
     """`checkpoints/resume.ckpt`, overwritten every `every_n_steps` optimizer steps and at each epoch
     end (after its validation); null: never, for no extra checkpoint I/O (a full fine-tune writes the
@@ -35,10 +41,7 @@ class ResumeCheckpoint(Checkpoint):
     checkpoint."""
 
     def __init__(self, dirpath: str, every_n_steps: int | None = None):
-        if every_n_steps is not None and (isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int)
-                                          or every_n_steps < 1):
-            raise InvalidValue("checkpoint_every_n_steps", every_n_steps,
-                               "a positive integer (optimizer steps) or null")
+        require_steps("checkpoint_every_n_steps", every_n_steps)
         self.dirpath = Path(dirpath)
         self.every_n_steps = every_n_steps
         self._last_step = -1

@@ -13,12 +13,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ftlab.callbacks import RunRecorder, reset_peak_rss
-from ftlab.checkpointing import RESUME_FILE, ResumeState
+from ftlab.callbacks import RunRecorder
+from ftlab.rss import reset_peak_rss
+from ftlab.checkpointing import RESUME_FILE, ResumeState, require_steps
 from ftlab.config import build, build_each
 from ftlab.data.task import TaskSpec
 from ftlab.distributed import wrap_each_layer
-from ftlab.errors import InvalidChoice, InvalidValue, NeedsCuda, UserError
+from ftlab.errors import InvalidChoice, NeedsCuda, UserError
 from ftlab.memory import MemoryRecorder, memory_report
 from ftlab.models.backbone import is_decoder
 from ftlab.models.metrics import build_metrics
@@ -65,10 +66,9 @@ def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
 def apply_eval_every_n_steps(cfg: DictConfig) -> None:
     """`eval_every_n_steps` in optimizer steps -> Lightning's validation interval in batches, across epochs."""
     n = cfg.get("eval_every_n_steps")
+    require_steps("eval_every_n_steps", n)
     if n is None:
         return
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise InvalidValue("eval_every_n_steps", n, "a positive integer (optimizer steps) or null")
     if cfg.trainer.get("val_check_interval") is not None:
         raise UserError("eval_every_n_steps and trainer.val_check_interval are both set",
                         "keep one: eval_every_n_steps counts optimizer steps, val_check_interval batches")
@@ -108,9 +108,7 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     output_dir = Path(cfg.paths.output_dir)
     refuse_cuda_only_on_cpu(cfg)
     apply_eval_every_n_steps(cfg)
-    every = cfg.get("checkpoint_every_n_steps")
-    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-        raise InvalidValue("checkpoint_every_n_steps", every, "a positive integer (optimizer steps) or null")
+    require_steps("checkpoint_every_n_steps", cfg.get("checkpoint_every_n_steps"))  # before any loading
     reset_peak_rss()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -107,7 +107,7 @@ def test_each_run_of_a_process_measures_its_own_peak_rss():
 
     script = (
         "import numpy\n"
-        "from ftlab.callbacks import peak_rss_bytes, reset_peak_rss\n"
+        "from ftlab.rss import peak_rss_bytes, reset_peak_rss\n"
         "big = numpy.ones(100_000_000); during = peak_rss_bytes(); del big\n"
         "reset_peak_rss(); print(during, peak_rss_bytes())\n"
     )

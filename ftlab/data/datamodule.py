@@ -178,8 +178,8 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     # ---- loaders -----------------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> DataLoader:
-        """Training batches come from the seeded sampler whether or not they are bucketed by length
-        (without bucketing: chunks of one batch, i.e. plain shuffled batches), so that the order is
+        """Every loader takes its batches from the seeded sampler, which shards them under DDP. Training
+        batches are bucketed by length or not (chunks of one batch: plain shuffled batches); the order is
         a function of (seed, epoch) and a run resumed mid-epoch continues it; every loader draws
         from its own generator, never from the global RNG that dropout uses."""
         data = self.splits[split]
@@ -191,15 +191,13 @@ class TextClassificationDataModule(L.LightningDataModule):
             "generator": torch.Generator().manual_seed(self.seed),
         }
         data_columns = data.with_format(columns=[c for c in data.column_names if c != "length"])
+        lengths = data.select_columns(["length"])[:]["length"]
         if train:
-            lengths = data.select_columns(["length"])[:]["length"]
             sampler = LengthBucketBatchSampler(lengths, size, shuffle=True, seed=self.seed,
                                                chunk_batches=50 if self.bucket_by_length else 1)
             return ResumableDataLoader(data_columns, batch_sampler=sampler, epoch_fn=self._epoch, **common)
-        if self.bucket_by_length:
-            sampler = LengthBucketBatchSampler(data.select_columns(["length"])[:]["length"], size, shuffle=False)
-            return DataLoader(data_columns, batch_sampler=sampler, **common)
-        return DataLoader(data_columns, batch_size=size, shuffle=False, **common)
+        # evaluation: sorted by length (the metrics do not depend on the order), and sharded under DDP
+        return DataLoader(data_columns, batch_sampler=LengthBucketBatchSampler(lengths, size, shuffle=False), **common)
 
     def _epoch(self) -> int | None:
         return self.trainer.current_epoch if self.trainer is not None else None

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from ftlab.callbacks import peak_rss_bytes
+from ftlab.rss import peak_rss_bytes
 from ftlab.memory.estimate import estimate_model
 
 log = logging.getLogger(__name__)

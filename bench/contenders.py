@@ -147,6 +147,7 @@ def run_plain(spec: dict) -> dict:
     from torch.utils.data import DataLoader
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_scheduler
 
+    from ftlab.cpu import tune_for_cpu_training
     from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler
 
     transformers.utils.logging.set_verbosity_error()
@@ -176,6 +177,7 @@ def run_plain(spec: dict) -> dict:
 
     log.start()
     model.train()
+    tune_for_cpu_training(model, keep_memory=True, bulk_dropout=True)  # ftlab's CPU levers (conf/config.yaml cpu:)
     train = loader("train", spec["batch_size"], train=True)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2]},  # as ClassifierModule.configure_optimizers

@@ -242,7 +242,9 @@ def markdown(res: dict) -> str:
     lines += ["- test acc / macro-F1 / process wall: runs that trained the window only (an epoch run's: next table)"]
     if s.get("epoch"):
         label = f"first {c['epoch_steps']} steps" if c["epoch_steps"] else "one full epoch"
-        lines += ["", f"## Full epoch ({label}, one run each; train samples/s from the train call to the last step)", ""]
+        runs = max(r["n"] for r in s["epoch"].values())
+        each = "one run each" if runs == 1 else f"median of {runs} runs each"
+        lines += ["", f"## Full epoch ({label}, {each}; train samples/s from the train call to the last step)", ""]
         rows = [[n] + [_fmt(k, r.get(k)) for k in EPOCH_FIGURES] for n, r in s["epoch"].items()]
         lines += _table(["contender"] + [FIGURES[k][0] for k in EPOCH_FIGURES], rows)
     own = [[f"{p}/{n}", _fmt("train_samples_per_s", r.get("ftlab_own_train_samples_per_s")),

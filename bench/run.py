@@ -38,9 +38,9 @@ CONTENDERS = {
 }
 DEFAULT_CONTENDERS = "ftlab-full,ftlab-lora,hf-pad128,hf-grouped,plain"
 EPOCH_CONTENDERS = ("ftlab-full", "hf-grouped", "plain")
-FULL = dict(reps=3, warmup=3, steps=20, pad128_steps=8, batch_size=32, eval_batch_size=64, train_examples=None,
+FULL = dict(reps=3, epoch_reps=3, warmup=3, steps=20, pad128_steps=8, batch_size=32, eval_batch_size=64, train_examples=None,
             eval_examples=None, epoch_steps=None, peak_n=2048, peak_reps=10)
-QUICK = dict(reps=1, warmup=1, steps=2, pad128_steps=2, batch_size=4, eval_batch_size=8, train_examples=64,
+QUICK = dict(reps=1, epoch_reps=1, warmup=1, steps=2, pad128_steps=2, batch_size=4, eval_batch_size=8, train_examples=64,
              eval_examples=16, epoch_steps=4, peak_n=256, peak_reps=3)
 
 
@@ -58,7 +58,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-examples", type=int, help="a fixed subset of the train split (default: all 3452)")
     p.add_argument("--eval-examples", type=int, help="a fixed subset of the test split (default: all 1120)")
     p.add_argument("--epoch-steps", type=int, help="cap the 'full epoch' phase at this many steps (default: none)")
-    p.add_argument("--epoch-contenders", help="contenders that train a full epoch in the last repetition "
+    p.add_argument("--epoch-reps", type=int, help="the last N repetitions train the epoch contenders for a full "
+                   "epoch (their window is read from the same run); default: every repetition, as one epoch run "
+                   "varies by a few percent on a shared machine")
+    p.add_argument("--epoch-contenders", help="contenders that train a full epoch in the last --epoch-reps repetitions "
                    f"(default: those of {','.join(EPOCH_CONTENDERS)} that run); '' for none")
     p.add_argument("--contenders", default=DEFAULT_CONTENDERS, help=f"of: {','.join(CONTENDERS)}")
     p.add_argument("--threads", type=int, default=2, help="torch threads of every contender (and of the peak matmul)")
@@ -88,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--epoch-contenders must be among --contenders")
     if min(args.warmup, args.steps, args.pad128_steps, args.reps) < 1:
         p.error("--warmup, --steps, --pad128-steps and --reps must be >= 1")
+    if not 0 <= args.epoch_reps <= args.reps:
+        p.error(f"--epoch-reps must be between 0 and --reps ({args.reps})")
     return args
 
 
@@ -215,7 +220,7 @@ class Bench:
         for rep in range(a.reps):
             self.data_cold(rep)
             for contender in a.contenders:
-                epoch = rep == a.reps - 1 and contender in a.epoch_contenders
+                epoch = rep >= a.reps - a.epoch_reps and contender in a.epoch_contenders
                 if contender.startswith("ftlab-"):
                     self.ftlab_contender(contender, rep, epoch)
                 elif a.share_process:

@@ -14,9 +14,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ftlab.callbacks import RunRecorder
-from ftlab.rss import reset_peak_rss
 from ftlab.checkpointing import RESUME_FILE, ResumeState, require_steps
 from ftlab.config import build, build_each
+from ftlab.cpu import tune_for_cpu_training
 from ftlab.data.task import TaskSpec
 from ftlab.distributed import wrap_each_layer
 from ftlab.errors import InvalidChoice, NeedsCuda, UserError
@@ -26,6 +26,7 @@ from ftlab.models.metrics import build_metrics
 from ftlab.models.module import ClassifierModule
 from ftlab.results import RESULTS_FILE, git_commit, package_versions, write_json_atomic
 from ftlab.resume import Resume, continue_logs
+from ftlab.rss import reset_peak_rss
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,10 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
         logger.log_hyperparams({"trainable_params": params.trainable, "total_params": params.total})
 
     if injector.trains:
+        if trainer.strategy.root_device.type == "cpu":
+            cpu = cfg.get("cpu") or {}
+            tune_for_cpu_training(model, keep_memory=cpu.get("keep_freed_memory", False),
+                                  bulk_dropout=cpu.get("bulk_dropout", False) and not cfg.get("compile", False))
         with warnings.catch_warnings():
             if resume is not None:  # its own checkpoints are there, as they should be
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -140,6 +141,9 @@ def run_hf(spec: dict) -> dict:
 
 # ---- plain PyTorch loop -------------------------------------------------------------------------
 def run_plain(spec: dict) -> dict:
+    # ftlab's CLI sets this before torch's first allocation (ftlab/cli.py); so does the plain loop, in a
+    # process of its own (with --share-process an earlier contender may have allocated: then no effect)
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     import datasets
     import torch
     import torch.nn.functional as F

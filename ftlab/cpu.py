@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
 _MMAP_THRESHOLD = 1 << 30  # allocations below 1 GiB come from the heap and go back to it
-_TRIM_THRESHOLD = 1 << 31
+_TRIM_THRESHOLD = 2**31 - 1  # the largest C int: the heap top is never handed back while training
 
 
 def keep_freed_memory() -> bool:

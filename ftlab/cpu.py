@@ -57,11 +57,11 @@ class _MaskedScale(torch.autograd.Function):
         return grad.mul(mask).mul_(ctx.scale), None, None
 
 
-def keep_mask(shape: torch.Size, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
     """A boolean mask, each element True with probability 1 - p, from 32-bit halves of 64-bit draws."""
     n = shape.numel()
     words = torch.empty((n + 1) // 2, dtype=torch.int64)
-    words.random_(-(2**63), 2**63 - 1, generator=generator)  # the full 64-bit range, one draw per word
+    words.random_(-(2**63), 2**63 - 1)  # the full 64-bit range, one draw per word
     threshold = round((1.0 - p) * 2**32) - 2**31  # int32 lanes are uniform on [-2^31, 2^31)
     return words.view(torch.int32)[:n].view(shape) < threshold
 

@@ -130,13 +130,14 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     params = injector.trainable_report(model)
     log.info("trainable parameters: %s / %s (%.3f%%)", f"{params.trainable:,}", f"{params.total:,}", params.percent)
 
+    compiled = bool(cfg.get("compile", False))
     module = ClassifierModule(
         model, task, injector,
         optimizer=build(cfg, "optimizer"),
         scheduler=build(cfg, "scheduler") if cfg.get("scheduler") else None,
         decoder=is_decoder(model.config),
         left_padded=tokenizer.padding_side == "left",
-        compile=bool(cfg.get("compile", False)),
+        compile=compiled,
     )
     if resume is not None:
         resume.check(module)  # a checkpoint of another model is refused before the run dir is touched
@@ -152,9 +153,9 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
 
     if injector.trains:
         if trainer.strategy.root_device.type == "cpu":
-            cpu = cfg.get("cpu") or {}
+            cpu = cfg.get("cpu") or {}  # (a run saved before `cpu:` existed resumes without the levers)
             tune_for_cpu_training(model, keep_memory=cpu.get("keep_freed_memory", False),
-                                  bulk_dropout=cpu.get("bulk_dropout", False) and not cfg.get("compile", False))
+                                  bulk_dropout=cpu.get("bulk_dropout", False) and not compiled)  # inductor's own
         with warnings.catch_warnings():
             if resume is not None:  # its own checkpoints are there, as they should be
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")

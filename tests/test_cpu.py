@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from ftlab.config import build
 from ftlab.cpu import BulkDropout, keep_freed_memory, keep_mask, use_bulk_dropout
+from ftlab.data.task import classification
 from ftlab.run import run
 
 
@@ -51,9 +53,6 @@ def test_bulk_dropout_trains_like_dropout_and_is_the_identity_in_eval():
 
 
 def test_use_bulk_dropout_replaces_every_dropout_and_keeps_the_state_dict(compose):
-    from ftlab.config import build
-    from ftlab.data.task import classification
-
     backbone = build(compose(), "model")
     model = backbone.build(classification(["a", "b", "c"]), backbone.load_tokenizer()).model
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -31,7 +31,7 @@ from ftlab.resume import auto_resume  # noqa: E402
 
 # bitsandbytes warns at import that an optional hub-downloaded CPU kernel is missing; the built-in one works
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from ftlab.config import CONF_DIR  # noqa: E402
 log = logging.getLogger("ftlab")
 FAILED: list[tuple[str, str]] = []  # (run dir, one-line reason) of the jobs of this process
 register_resolvers()

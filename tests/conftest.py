@@ -45,7 +45,7 @@ def compose(tmp_path):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from ftlab.cli import CONF_DIR
+    from ftlab.config import CONF_DIR
     from ftlab.config import register_resolvers
 
     register_resolvers()

@@ -279,7 +279,7 @@ def test_glue_qnli_dev_parses_but_train_is_missing(data_dir):
 
 @pytest.mark.parametrize("name", ["restaurant_sup", "laptop_sup", "acl_sup", "agnews_sup", "tweeteval", "glue"])
 def test_configs_instantiate(name):
-    node = OmegaConf.load(REPO / "conf" / "dataset" / f"{name}.yaml")
+    node = OmegaConf.load(REPO / "ftlab" / "conf" / "dataset" / f"{name}.yaml")
     cfg = OmegaConf.create({"paths": {"data_dir": str(DATA)}, "dataset": node})
     source = instantiate(cfg.dataset)
     assert source.data_dir == DATA.resolve()

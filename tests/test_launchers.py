@@ -31,7 +31,7 @@ def test_local_launcher_runs_a_sweep(tmp_path):
 
 
 def compose_hydra(*overrides: str, tmp_path):
-    from ftlab.cli import CONF_DIR
+    from ftlab.config import CONF_DIR
     from ftlab.config import register_resolvers
 
     register_resolvers()

@@ -96,7 +96,7 @@ def test_goemotions_config_and_threshold(compose):
 
     built = build(compose("dataset=goemotions", "dataset.threshold=0.3"), "dataset")
     assert isinstance(built, GoEmotionsSource) and built.task().threshold == 0.3
-    node = OmegaConf.load(REPO / "conf" / "dataset" / "goemotions.yaml")
+    node = OmegaConf.load(REPO / "ftlab" / "conf" / "dataset" / "goemotions.yaml")
     cfg = OmegaConf.create({"paths": {"data_dir": D}, "dataset": node})
     source = instantiate(cfg.dataset)
     assert isinstance(source, GoEmotionsSource) and source.data_dir == DATA_DIR.resolve()

@@ -18,7 +18,7 @@ from ftlab.config import build
 from ftlab.data.task import classification
 from ftlab.errors import UserError
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "peft"
+CONF = Path(__file__).resolve().parents[1] / "ftlab" / "conf" / "peft"
 TASK = classification(["a", "b", "c"])
 ARCHS = ["tiny_bert", "tiny_roberta", "tiny_distilbert", "tiny_llama"]
 # method x architecture that peft 0.21.2 + transformers 5.23 cannot do, refused at inject

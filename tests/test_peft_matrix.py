@@ -23,7 +23,7 @@ from ftlab.config import build
 from ftlab.data.task import classification
 from ftlab.errors import UserError
 
-METHODS = sorted(p.stem for p in (REPO / "conf" / "peft").glob("*.yaml"))
+METHODS = sorted(p.stem for p in (REPO / "ftlab" / "conf" / "peft").glob("*.yaml"))
 ARCHS = ["tiny_bert", "tiny_roberta", "tiny_distilbert", "tiny_llama", "tiny_gemma", "tiny_qwen2"]
 TASK = classification(["a", "b", "c"])
 # (method, arch) pairs the injector refuses at start, with the reason it must give
@@ -51,7 +51,7 @@ def tiny_pretrained(tmp_path_factory):
     from hydra import compose, initialize_config_dir
     from transformers import AutoModel
 
-    from ftlab.cli import CONF_DIR
+    from ftlab.config import CONF_DIR
     from ftlab.config import register_resolvers
 
     register_resolvers()
@@ -149,7 +149,7 @@ FRESH_LOAD = textwrap.dedent("""
     import json, sys, torch
     sys.path.insert(0, "tests")
     from hydra import compose, initialize_config_dir
-    from ftlab.cli import CONF_DIR
+    from ftlab.config import CONF_DIR
     from ftlab.config import register_resolvers
     from test_peft_matrix import build_injected, make_batch
     register_resolvers()

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from conftest import REPO
 
-EXPERIMENTS = REPO / "experiments"
+EXPERIMENTS = REPO / "ftlab" / "conf" / "experiment"
 SEEDS = "1,2,3,4,5"
 GRID_MODELS = "roberta,bert,scibert"
 GRID_DATASETS = "restaurant_sup,acl_sup,agnews_sup"
@@ -120,7 +120,7 @@ PRESETS = {
 def compose_as_a_run(*overrides: str):
     """The config a job of a sweep gets, with `${hydra:...}` resolvable as in a real run (the compose
     API leaves HydraConfig unset); returns (config without `hydra`, hydra.sweeper.params)."""
-    from ftlab.cli import CONF_DIR
+    from ftlab.config import CONF_DIR
     from ftlab.config import register_resolvers
 
     register_resolvers()

@@ -251,7 +251,7 @@ def test_slurm_jobs_are_warned_and_requeued(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from ftlab.cli import CONF_DIR
+    from ftlab.config import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", return_hydra_config=True,

@@ -71,7 +71,7 @@ def compose(overrides: list[str]):
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from ftlab.cli import CONF_DIR
+    from ftlab.config import CONF_DIR
     from ftlab.config import register_resolvers
 
     register_resolvers()

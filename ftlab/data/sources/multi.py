@@ -30,7 +30,7 @@ from ftlab.data.sources.base import SPLITS, DataSource, LoadedData
 from ftlab.data.task import TaskSpec, TaskType, classification
 from ftlab.errors import InvalidChoice, InvalidValue, UserError
 
-DATASET_CONF = Path(__file__).resolve().parents[3] / "conf" / "dataset"
+DATASET_CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 NOT_NAMEABLE = ("local", "multi")  # need paths / parts of their own: not usable as a part or a base by name
 MIXED_PAIRS = ("error", "join")
 

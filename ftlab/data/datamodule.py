@@ -59,6 +59,23 @@ def splits_hash(splits: datasets.DatasetDict) -> str:
     return h.hexdigest()
 
 
+def check_settings(batch_size: int = 32, eval_batch_size: int | None = None, max_length: int = 128,
+                   num_workers: int = 0, max_examples: dict | None = None, **_) -> None:
+    """The `data.*` values, checked from the config alone (ftlab/config/checks.py) and again here."""
+    for key, value in (("data.batch_size", batch_size), ("data.max_length", max_length)):
+        if value < 1:
+            raise InvalidValue(key, value, "a positive integer")
+    if eval_batch_size is not None and eval_batch_size < 1:
+        raise InvalidValue("data.eval_batch_size", eval_batch_size, "a positive integer or null")
+    if num_workers < 0:
+        raise InvalidValue("data.num_workers", num_workers, "an integer >= 0")
+    for split, n in (max_examples or {}).items():
+        if split not in SPLITS:
+            raise InvalidValue(f"data.max_examples.{split}", n, f"a split among {', '.join(SPLITS)}")
+        if n is not None and (not isinstance(n, int) or n < 1):
+            raise InvalidValue(f"data.max_examples.{split}", n, "a positive integer or null (all)")
+
+
 class TextClassificationDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -75,13 +92,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         subsample_seed: int = 0,
     ):
         super().__init__()
-        for key, value in (("data.batch_size", batch_size), ("data.max_length", max_length)):
-            if value < 1:
-                raise InvalidValue(key, value, "a positive integer")
-        if eval_batch_size is not None and eval_batch_size < 1:
-            raise InvalidValue("data.eval_batch_size", eval_batch_size, "a positive integer or null")
-        if num_workers < 0:
-            raise InvalidValue("data.num_workers", num_workers, "an integer >= 0")
+        check_settings(batch_size, eval_batch_size, max_length, num_workers, max_examples)
         self.source = source
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -91,11 +102,6 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.bucket_by_length = bucket_by_length
         self.seed = seed
         self.max_examples = dict(max_examples or {})
-        for split, n in self.max_examples.items():
-            if split not in SPLITS:
-                raise InvalidValue(f"data.max_examples.{split}", n, f"a split among {', '.join(SPLITS)}")
-            if n is not None and (not isinstance(n, int) or n < 1):
-                raise InvalidValue(f"data.max_examples.{split}", n, "a positive integer or null (all)")
         self.subsample_seed = subsample_seed
         self.cache_root = Path(cache_dir or Path.home() / ".cache" / "ftlab").expanduser() / "tokenized"
         self.task: TaskSpec = source.task()

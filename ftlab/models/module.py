@@ -124,12 +124,7 @@ class ClassifierModule(L.LightningModule):
         groups = [g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
         if not groups:
             raise UserError("no parameter is trainable", "choose a peft method that trains something")
-        try:
-            optimizer = self.optimizer_factory(groups)
-        except ValueError as exc:  # torch checks lr, betas, eps, weight_decay: "Invalid learning rate: -0.001"
-            raise UserError(f"optimizer: {exc}", "use a positive optimizer.lr (e.g. 5e-4), betas in [0, 1), "
-                            "eps and weight_decay >= 0") from None
-        optimizer = self._fit_for_clipping(optimizer, groups)
+        optimizer = self._fit_for_clipping(make_optimizer(self.optimizer_factory, groups), groups)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches))
@@ -159,3 +154,13 @@ class ClassifierModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = {k.removeprefix("model."): v for k, v in checkpoint.get("state_dict", {}).items()}
         self.injector.check_state(self.model, state)
+
+
+def make_optimizer(factory: Callable[..., torch.optim.Optimizer], groups) -> torch.optim.Optimizer:
+    """The configured optimizer over `groups`; torch's own value checks (lr, betas, eps,
+    weight_decay) as a user error. The config checks call it on a probe parameter before any run."""
+    try:
+        return factory(groups)
+    except ValueError as exc:  # "Invalid learning rate: -0.001"
+        raise UserError(f"optimizer: {exc}", "use a positive optimizer.lr (e.g. 5e-4), betas in [0, 1), "
+                        "eps and weight_decay >= 0") from None

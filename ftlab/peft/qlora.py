@@ -59,14 +59,12 @@ class QLoraInjector(LoraInjector):
         compute_dtype: Literal["float32", "bfloat16", "float16"] | None = None,
         double_quant: bool = True,
         skip_modules: list[str] | None = None,
-        gradient_checkpointing: bool = True,
     ):
         require_bitsandbytes()  # before the model is loaded
         super().__init__(r=r, alpha=alpha, dropout=dropout, target_modules=target_modules, bias=bias)
         self.compute_dtype = compute_dtype
         self.double_quant = double_quant
         self.skip_modules = list(skip_modules) if skip_modules is not None else list(HEAD_MODULES)
-        self.gradient_checkpointing = gradient_checkpointing  # the paper's memory saving; costs ~30% time
 
     def resolved_compute_dtype(self) -> torch.dtype:
         if self.compute_dtype:
@@ -99,8 +97,9 @@ class QLoraInjector(LoraInjector):
                 # eval forward and never unpacks it for training: after the first validation, the
                 # frozen layers would pass no gradient (or fail on their bias). Keep one layout.
                 module.support_avx512bf16_for_cpu = False
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=self.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        # activation checkpointing is the backbone's (model.gradient_checkpointing, which conf/peft/qlora.yaml
+        # recommends): switched on when it was built, before this
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         peft_model = super().inject(model, new_parameters)
         try:
             logits, _, _ = probe(peft_model)

@@ -1,0 +1,160 @@
+"""Every check the config alone can decide, run when it is composed: before any data or weights
+load, before a run folder exists, and in `-m` mode for every point of a sweep before the first job
+starts. `ftlab --cfg job` runs them too, and so does every job (a SLURM node checks what it got).
+
+Order: the schema (types, ranges, choices of ftlab's own keys), then each `_target_` node against
+its class's signature, then the constructors that validate their settings without loading
+anything (the method, the data source, the backbone, the optimizer on a probe parameter, the
+schedule, Lightning's Trainer), then what needs two groups at once (CUDA-only options on a CPU,
+the monitored metric against the dataset's task).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from ftlab.config.location import CONF_DIR
+from ftlab.config.schema import typed
+from ftlab.config.signature import build, check_node
+from ftlab.errors import InvalidChoice, NeedsCuda, UserError
+
+# target nodes and the runtime objects their builders are given (not config keys)
+TARGETS = {"model": set(), "dataset": set(), "data": {"source", "tokenizer", "seed"}, "peft": set(),
+           "optimizer": {"params"}, "scheduler": {"optimizer", "num_training_steps"},
+           "trainer": {"callbacks", "logger"}}
+MAPPINGS = ("logger", "callbacks")  # a mapping of target nodes each
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+
+
+def refuse_helper_preset(choices: dict) -> None:
+    """`experiment=methods/...` composes (Hydra sees a file), but it is a part of a preset, not one."""
+    chosen = choices.get("experiment")
+    if chosen and "/" in str(chosen):
+        raise UserError(f"experiment={chosen} is a part of a preset, not a preset",
+                        f"choose one of the presets: {', '.join(presets())}")
+
+
+def _resolved(cfg: DictConfig, key: str):
+    try:
+        return OmegaConf.to_container(cfg[key], resolve=True)
+    except OmegaConfBaseException as err:
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise UserError(f"{key}: {str(err).splitlines()[0]}", f"check the {key}.* settings") from None
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Keys and value types of every `_target_` node, against the signature of what it builds."""
+    for key, provided in TARGETS.items():
+        if cfg.get(key) is not None:
+            check_node(key, _resolved(cfg, key), provided)
+
+
+def check_mappings(cfg: DictConfig) -> None:
+    """Loggers and callbacks; `cfg` has `monitor` filled (callbacks interpolate it)."""
+    for key in MAPPINGS:
+        for name, node in (_resolved(cfg, key) or {}).items() if cfg.get(key) else ():
+            if isinstance(node, dict) and "_target_" in node:
+                check_node(f"{key}.{name}", node, set())
+
+
+def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
+    """fp16 and a GPU accelerator need CUDA; say so at start rather than crash or crawl."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda"):
+        raise NeedsCuda(f"trainer.accelerator={accelerator}", "use trainer.accelerator=cpu (or auto)")
+    strategy = cfg.trainer.get("strategy")
+    if "fsdp" in str(strategy.get("_target_") if isinstance(strategy, DictConfig) else strategy).lower():
+        raise NeedsCuda("trainer=fsdp (Lightning's FSDP)", "on CPU use trainer=ddp trainer.accelerator=cpu")
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if precision in ("16", "16-mixed", "16-true"):
+        raise NeedsCuda(f"trainer.precision={precision} (fp16)", "on CPU use trainer.precision=bf16-mixed or 32-true")
+
+
+def check_eval_interval(cfg: DictConfig) -> None:
+    if cfg.get("eval_every_n_steps") is not None and cfg.trainer.get("val_check_interval") is not None:
+        raise UserError("eval_every_n_steps and trainer.val_check_interval are both set",
+                        "keep one: eval_every_n_steps counts optimizer steps, val_check_interval batches")
+
+
+def monitored_metrics(task) -> list[str]:
+    from ftlab.models.metrics import build_metrics
+
+    return ["val/loss"] + [f"val/{name}" for name in build_metrics(task).keys()]
+
+
+def resolve_monitor(cfg: DictConfig, task) -> None:
+    """Fill `monitor` / `monitor_mode` from the dataset when the user left them null; check them."""
+    with open_dict(cfg):
+        if cfg.monitor is None:
+            cfg.monitor, cfg.monitor_mode = task.monitor, task.monitor_mode
+        elif cfg.monitor_mode is None:
+            cfg.monitor_mode = "min" if cfg.monitor.endswith(("loss", "mse")) else "max"
+    valid = monitored_metrics(task)
+    if cfg.monitor not in valid:
+        raise InvalidChoice("monitor", cfg.monitor, valid)
+    if cfg.monitor_mode not in ("min", "max"):
+        raise InvalidChoice("monitor_mode", cfg.monitor_mode, ("min", "max"))
+
+
+def _quiet_trainer_init():
+    """Lightning announces the accelerator it picked when a Trainer is built; a check is not a run."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    previous = logger.level
+    logger.setLevel(logging.WARNING)
+    return logger, previous
+
+
+def check_builders(cfg: DictConfig) -> None:
+    """The constructors that validate their settings and load nothing."""
+    import torch
+
+    from ftlab.models.module import make_optimizer
+
+    from ftlab.data.datamodule import check_settings
+
+    check_settings(**check_node("data", _resolved(cfg, "data"), TARGETS["data"]))
+    injector = build(cfg, "peft")
+    source = build(cfg, "dataset")
+    build(cfg, "model")
+    if injector.trains and cfg.get("optimizer") is not None:
+        probe = [{"params": [torch.nn.Parameter(torch.zeros(2, 2))]}]
+        optimizer = make_optimizer(build(cfg, "optimizer"), probe)
+        if cfg.get("scheduler") is not None:
+            build(cfg, "scheduler")(optimizer, num_training_steps=100)
+    logger, previous = _quiet_trainer_init()
+    try:
+        build(cfg, "trainer", callbacks=[], logger=False)
+    finally:
+        logger.setLevel(previous)
+    probe = cfg.copy()
+    if not getattr(source, "task_needs_data", False):  # (a local file's labels are read with the data)
+        resolve_monitor(probe, source.task())
+    elif probe.monitor is None or probe.monitor_mode is None:  # checked once the data is read
+        with open_dict(probe):
+            probe.monitor, probe.monitor_mode = probe.monitor or "val/loss", probe.monitor_mode or "min"
+    check_mappings(probe)
+
+
+def checked(cfg: DictConfig, choices: dict | None = None) -> DictConfig:
+    """The config as the run will use it, typed and checked, or a `UserError` naming the key, the
+    value, what is expected and an example."""
+    refuse_helper_preset(choices or {})
+    cfg = typed(cfg)
+    check_targets(cfg)
+    refuse_cuda_only_on_cpu(cfg)
+    check_eval_interval(cfg)
+    check_builders(cfg)
+    return cfg

@@ -1,0 +1,51 @@
+"""The checks a command line gets before Hydra starts: a run, `--cfg job`, or every point of a
+`-m` sweep, each composed and checked as its job would be. Nothing is created here: Hydra makes
+the run or sweep folder only after these pass, so a mistake leaves no folder behind."""
+
+from __future__ import annotations
+
+import argparse
+
+from ftlab.config.checks import checked
+from ftlab.config.compose import compose, sweep_points
+from ftlab.errors import UserError
+
+# Hydra flags after which ftlab's checks do not apply (another config, Hydra's own output)
+NOT_CHECKED = ("hydra_help", "info", "shell_completion", "config_path", "config_name", "config_dir",
+               "experimental_rerun")
+
+
+def hydra_arguments(argv: list[str]) -> argparse.Namespace:
+    """The command line as Hydra's own parser reads it (overrides, -m, --cfg, ...)."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.error = lambda message: (_ for _ in ()).throw(UserError(message, "ftlab --help shows the usage"))
+    return parser.parse_args(argv)
+
+
+def check_point(overrides: list[str]) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = compose(overrides)
+    choices = dict(HydraConfig.get().runtime.choices)
+    checked(cfg, choices)
+
+
+def preflight(argv: list[str]) -> None:
+    """Raise the first `UserError` the command line's run (or any point of its sweep) would hit."""
+    args = hydra_arguments(argv)
+    if any(getattr(args, flag, None) for flag in NOT_CHECKED):
+        return
+    if not args.multirun:
+        check_point(args.overrides)
+        return
+    points, _ = sweep_points(args.overrides)
+    for number, point in enumerate(points):
+        try:
+            check_point(point)
+        except UserError as err:
+            swept = " ".join(point)
+            raise UserError(f"sweep point {number} of {len(points)} ({swept}): {err.problem}",
+                            f"{err.fix}; no job of the sweep was started" if err.fix else
+                            "no job of the sweep was started") from None

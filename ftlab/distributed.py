@@ -10,21 +10,14 @@ from __future__ import annotations
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
-
-def transformer_layer_class(model: nn.Module) -> type[nn.Module] | None:
-    """The class of the model's repeated block: the elements of its largest ModuleList."""
-    stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 1]
-    if not stacks:
-        return None
-    largest = max(stacks, key=lambda m: sum(p.numel() for p in m.parameters()))
-    return type(largest[0])
+from ftlab.models.structure import block_class
 
 
 def wrap_each_layer(strategy, model: nn.Module) -> None:
     """An FSDP strategy left without `auto_wrap_policy` wraps each transformer layer."""
     if not isinstance(strategy, FSDPStrategy) or strategy.kwargs.get("auto_wrap_policy") is not None:
         return
-    layer = transformer_layer_class(model)
+    layer = block_class(model)  # the stack the adapters and the memory estimate see too
     if layer is not None:
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 

@@ -13,11 +13,9 @@ Every refusal happens before anything in the folder is written.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
-import warnings
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from ftlab.config import register_resolvers
 from ftlab.errors import UserError
-from ftlab.results import RESULTS_FILE
+from ftlab.results import COMPLETED, MISSING, UNREADABLE, load
 
 log = logging.getLogger(__name__)
 CANDIDATES = ("checkpoints/resume.ckpt", "checkpoints/last.ckpt")
 SAFE_OVERRIDES = ("threads", "data.num_workers", "trainer.enable_progress_bar")  # speed only, not results
+HYDRA_CALL = re.compile(r"(?<!\\)\$\{hydra:([^${}]+)\}")  # `${hydra:runtime.choices.dataset}`, innermost
 
 
 @dataclass
@@ -59,13 +58,6 @@ class Resume:
         return {"checkpoint": str(self.checkpoint.relative_to(self.run_dir)), "global_step": self.global_step}
 
 
-def run_status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / RESULTS_FILE).read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def newest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
     """The candidate with the most optimizer steps (the later written on a tie); a file that does not
     load as a checkpoint is an error, not something to skip silently."""
@@ -90,27 +82,57 @@ def newest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
     return path, step
 
 
+def answer_hydra(node, hydra: DictConfig):
+    """`node` (a config as plain containers, unresolved) with each `${hydra:<path>}` replaced by
+    the run's own Hydra config's value: a preset reads `${hydra:runtime.choices.dataset}`, and
+    `ftlab resume=` runs no Hydra job to ask. Answered here, in the config, so that Hydra's own
+    `hydra` resolver stays as it is for any run after this one in the process."""
+    if isinstance(node, dict):
+        return {k: answer_hydra(v, hydra) for k, v in node.items()}
+    if isinstance(node, list):
+        return [answer_hydra(v, hydra) for v in node]
+    if not isinstance(node, str) or "${hydra:" not in node:
+        return node
+
+    def value(path: str):
+        found = OmegaConf.select(hydra, path.strip())
+        return OmegaConf.to_container(found, resolve=True) if OmegaConf.is_config(found) else found
+
+    whole = HYDRA_CALL.fullmatch(node)
+    if whole:  # the value itself, of its own type, as the resolver would give it
+        return value(whole.group(1))
+    return HYDRA_CALL.sub(lambda m: str(value(m.group(1))), node)
+
+
 def saved_run(run_dir: Path) -> tuple[Path, DictConfig, dict, list]:
     """The run's folder as the run named it (Lightning's ModelCheckpoint reloads its record of the
-    best checkpoint only into the same path), its config as Hydra saved it (unresolved), pointed at
-    that folder, its choices and its overrides."""
+    best checkpoint only into the same path), its config as Hydra saved it (unresolved, but for its
+    `${hydra:...}`, answered from the run's .hydra/hydra.yaml), pointed at that folder, its choices
+    and its overrides."""
     hydra_dir = run_dir / ".hydra"
     overrides = OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml")) \
         if (hydra_dir / "overrides.yaml").is_file() else []
     choices = {}
+    cfg = OmegaConf.load(hydra_dir / "config.yaml")
     if (hydra_dir / "hydra.yaml").is_file():
         hydra = OmegaConf.load(hydra_dir / "hydra.yaml").hydra
-        # `${hydra:runtime.choices.dataset}` in a preset: answered from the run's own Hydra config
-        OmegaConf.register_new_resolver("hydra", lambda path: OmegaConf.select(hydra, path), replace=True)
+        try:
+            cfg = OmegaConf.create(answer_hydra(OmegaConf.to_container(cfg, resolve=False), hydra))
+        except Exception as err:
+            raise _does_not_resolve(run_dir, err) from None
         runtime = hydra.get("runtime") or {}
         named = runtime.get("output_dir")
         if named and Path(named).is_dir() and os.path.samefile(named, run_dir):  # e.g. reached through a link
             run_dir = Path(named)
         node = runtime.get("choices") or {}
         choices = {k: v for k, v in OmegaConf.to_container(node).items() if not k.startswith("hydra") and "@" not in k}
-    cfg = OmegaConf.load(hydra_dir / "config.yaml")
     cfg.paths.output_dir = str(run_dir)
     return run_dir, cfg, choices, list(overrides)
+
+
+def _does_not_resolve(run_dir: Path, err: Exception) -> UserError:
+    return UserError(f"the saved config of {run_dir} does not resolve here: {err}",
+                     "resume on a machine where its paths and environment variables exist")
 
 
 def prepare(args: list[str]) -> tuple[DictConfig, Resume]:
@@ -129,7 +151,7 @@ def prepare(args: list[str]) -> tuple[DictConfig, Resume]:
     if bad:
         raise UserError(f"resume= continues a run with its own config; cannot change {', '.join(bad)}",
                         f"drop it (allowed next to resume=: {', '.join(SAFE_OVERRIDES)}), or start a new run")
-    if run_status(run_dir) == "completed":
+    if load(run_dir).status == COMPLETED:
         raise UserError(f"{run_dir} already completed (its results.json says so): nothing to resume",
                         "start a new run to train again")
     run_dir, cfg, choices, overrides = saved_run(run_dir)
@@ -146,8 +168,7 @@ def prepare(args: list[str]) -> tuple[DictConfig, Resume]:
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except Exception as err:
-        raise UserError(f"the saved config of {run_dir} does not resolve here: {err}",
-                        "resume on a machine where its paths and environment variables exist") from None
+        raise _does_not_resolve(run_dir, err) from None
     return cfg, Resume(run_dir, newest[0], newest[1], choices, overrides)
 
 
@@ -158,10 +179,10 @@ def auto_resume(run_dir: Path, environ) -> tuple[str, Resume | None]:
     pointed at an old folder starts afresh, as it always did."""
     if int(environ.get("SLURM_RESTART_COUNT") or 0) < 1:
         return "fresh", None
-    status = run_status(run_dir)
-    if status == "completed":
+    status = load(run_dir).status
+    if status == COMPLETED:
         return "done", None
-    if status is not None:
+    if status not in (MISSING, UNREADABLE):
         return "fresh", None  # it failed: start afresh, as a new submission would
     newest = newest_checkpoint(run_dir)
     if newest is None:
@@ -169,26 +190,23 @@ def auto_resume(run_dir: Path, environ) -> tuple[str, Resume | None]:
     return "resume", Resume(run_dir, newest[0], newest[1])
 
 
-def continue_logs(loggers, step: int) -> None:
-    """Logs go on in the same folders, without the rows the killed process wrote after its checkpoint
-    (the resumed run writes them again): the CSV logger's metrics.csv keeps its rows of earlier steps
-    (Lightning's writer would delete the file), TensorBoard hides later events (purge_step)."""
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+def continue_logs(loggers, step: int) -> list:
+    """The loggers to go on with, in the same folders, without what the killed process logged from
+    its checkpoint's `step` on (the resumed run logs it again): ftlab's own loggers know how
+    (`continue_at`, ftlab/loggers.py); any other goes on as it is, and is named. Rank 0 only:
+    loggers write there alone. Use the returned list in place of `loggers`."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    if rank_zero_only.rank != 0:  # loggers write on rank 0 only
-        return
+    from ftlab.loggers import CSVLogger, TensorBoardLogger
+
+    if rank_zero_only.rank != 0:
+        return list(loggers)
+    out = []
     for logger in loggers:
-        if isinstance(logger, CSVLogger):
-            path = Path(logger.log_dir) / "metrics.csv"
-            rows = []
-            if path.is_file():
-                with path.open(newline="") as f:
-                    rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < step]
-            with warnings.catch_warnings():  # "... will be deleted": the rows to keep are read
-                warnings.simplefilter("ignore")
-                writer = logger.experiment  # (deletes metrics.csv)
-            writer.metrics = rows + writer.metrics
-            logger.save()
-        elif isinstance(logger, TensorBoardLogger) and getattr(logger, "_experiment", None) is None:
-            logger._kwargs["purge_step"] = step
+        if isinstance(logger, (CSVLogger, TensorBoardLogger)):
+            out.append(logger.continue_at(step))
+        else:
+            log.warning("%s is not continued: what it logged from step %d on before the kill stays",
+                        type(logger).__name__, step)
+            out.append(logger)
+    return out

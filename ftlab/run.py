@@ -15,10 +15,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ftlab.callbacks import RunRecorder
-from ftlab.checkpointing import RESUME_FILE, ResumeState
+from ftlab.callbacks import RESUME_FILE, ResumeState, RunRecorder
 from ftlab.config import build, build_each, checked, resolve_monitor
 from ftlab.cpu import tune_for_cpu_training
+from ftlab.errors import UserError
 from ftlab.distributed import wrap_each_layer
 from ftlab.memory import MemoryRecorder, memory_report
 from ftlab.models.backbone import is_decoder
@@ -109,8 +109,9 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
     )
     if resume is not None:
         resume.check(module)  # a checkpoint of another model is refused before the run dir is touched
-    callbacks = build_each(cfg, "callbacks") + [RunRecorder(), ResumeState(), MemoryRecorder()]
-    trainer = build(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer = build(cfg, "trainer", callbacks=build_each(cfg, "callbacks"), logger=loggers or False)
+    for needed in (RunRecorder, ResumeState, MemoryRecorder):
+        callback(trainer, needed)
     wrap_each_layer(trainer.strategy, model)
     if resume is not None:
         continue_logs(trainer.loggers, resume.global_step)
@@ -120,7 +121,12 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
 
 
 def callback(trainer: L.Trainer, kind: type):
-    return next(c for c in trainer.callbacks if isinstance(c, kind))
+    """The run's callback of this class (conf/callbacks/ lists them); a config without it is refused."""
+    found = next((c for c in trainer.callbacks if isinstance(c, kind)), None)
+    if found is None:
+        raise UserError(f"callbacks: no {kind.__module__}.{kind.__name__} among the run's callbacks",
+                        f"keep it in the callbacks config (conf/callbacks/default.yaml lists it)")
+    return found
 
 
 def fit_and_test(cfg: DictConfig, run: Assembled, resume: Resume | None) -> tuple[str | None, dict]:

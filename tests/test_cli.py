@@ -35,12 +35,17 @@ def test_console_script_is_installed():
 
 
 def test_failed_run_leaves_earlier_outputs_untouched(tmp_path):
+    """A mistake the config shows is refused before the run folder exists; one only the data shows
+    (a missing file) fails in a folder of its own, with a failed results.json."""
     earlier = tmp_path / "outputs" / "earlier"
     earlier.mkdir(parents=True)
     (earlier / "results.json").write_text('{"status": "completed"}')
     before = (earlier / "results.json").stat().st_mtime_ns
-    proc = run_cli(*TINY, "peft.r=0", cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parents[1])})
-    assert proc.returncode != 0
+    env = {"PYTHONPATH": str(Path(__file__).parents[1])}
+    refused = run_cli(*TINY, "peft.r=0", cwd=tmp_path, env=env)
+    assert refused.returncode == 1 and not (tmp_path / "outputs" / "runs").exists()
+    failed_run = run_cli(*TINY, "dataset=acl_sup", f"paths.data_dir={tmp_path / 'nodata'}", cwd=tmp_path, env=env)
+    assert failed_run.returncode == 1
     assert (earlier / "results.json").read_text() == '{"status": "completed"}'
     assert (earlier / "results.json").stat().st_mtime_ns == before
     failed = list((tmp_path / "outputs" / "runs").glob("*/*/results.json"))

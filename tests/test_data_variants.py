@@ -18,7 +18,6 @@ from conftest import DATA_DIR, TINY, run_cli
 
 from ftlab.config import build
 from ftlab.data.sources import GlueSource
-from ftlab.data.sources import multi as multi_mod
 from ftlab.data.sources.fewshot import FewShotSource
 from ftlab.data.sources.local import LocalSource
 from ftlab.data.sources.multi import MultiSource
@@ -137,10 +136,12 @@ def test_multi_refuses_unknown_duplicate_and_regression_parts(tmp_path, monkeypa
     assert "acl_sup" in e.value.fix and "local" not in e.value.fix
     with pytest.raises(UserError, match="more than once"):
         MultiSource(["acl_sup", "acl_sup"], data_dir=D)
-    conf = tmp_path / "dataset"
-    shutil.copytree(multi_mod.DATASET_CONF, conf)
-    (conf / "stsb.yaml").write_text((conf / "glue.yaml").read_text().replace("subset: sst2", "subset: stsb"))
-    monkeypatch.setattr(multi_mod, "DATASET_CONF", conf)
+    from ftlab.config import CONF_DIR
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "dataset" / "stsb.yaml").write_text((conf / "dataset" / "glue.yaml").read_text().replace("subset: sst2", "subset: stsb"))
+    monkeypatch.setattr("ftlab.config.compose.CONF_DIR", str(conf))
     with pytest.raises(UserError, match="stsb is a regression dataset"):
         MultiSource(["acl_sup", "stsb"], data_dir=D)
 

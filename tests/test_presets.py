@@ -199,7 +199,7 @@ def test_preset_is_documented(name):
     assert (REPO.parent / "shared" / "studies" / study).is_file(), study
     for needed in (f"python -m ftlab -m experiment={name}", "Hyper-parameters", "Expected time", "Reported"):
         assert needed in header, f"{name}: header lacks {needed!r}"
-    assert f"`{name}`" in (EXPERIMENTS / "README.md").read_text()
+    assert f"`{name}`" in (REPO / "experiments" / "README.md").read_text()
 
 
 def tiny_saved(compose, tiny: str, tmp_path: Path) -> Path:

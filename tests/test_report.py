@@ -279,3 +279,28 @@ def test_errors_are_short(tmp_path, capsys):
     fake_run(tmp_path / "runs", "r1")
     assert report_main([str(tmp_path / "runs"), "--baseline", "dora"]) == 1
     assert "use one of: lora" in capsys.readouterr().err
+
+
+def test_the_report_modules_import_in_one_direction():
+    """runs <- grouping <- collect <- command (and the others): no module of the report imports,
+    even for type checking only, one that imports it back."""
+    import ast
+
+    import ftlab.report
+
+    folder = Path(ftlab.report.__file__).parent
+    imports = {}
+    for file in folder.glob("*.py"):
+        tree = ast.parse(file.read_text())
+        imports[file.stem] = {n.module.rsplit(".", 1)[1] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                              and (n.module or "").startswith("ftlab.report.")}
+
+    def reaches(start: str, seen: set[str]) -> set[str]:
+        for name in imports.get(start, ()):
+            if name not in seen:
+                seen.add(name)
+                reaches(name, seen)
+        return seen
+
+    assert imports["grouping"] == {"runs"} and "collect" in imports["command"]
+    assert [name for name in imports if name in reaches(name, set())] == []

@@ -186,9 +186,8 @@ def test_a_requeued_job_run_again_by_hydra_continues_its_run(runs):
 
 
 def test_a_preset_reading_hydra_choices_resumes_outside_hydra(runs, tmp_path):
-    """Presets set values from `${hydra:runtime.choices...}`; `ftlab resume=` has no Hydra job to ask."""
-    from hydra.core.utils import setup_globals
-
+    """Presets set values from `${hydra:runtime.choices...}`; `ftlab resume=` has no Hydra job to ask
+    (and leaves Hydra's resolver as it is: test_resume_state.py)."""
     from ftlab.resume import prepare
 
     folder = tmp_path / "preset"
@@ -197,12 +196,9 @@ def test_a_preset_reading_hydra_choices_resumes_outside_hydra(runs, tmp_path):
     assert "  max_epochs: 2\n" in config.read_text()
     config.write_text(config.read_text().replace(
         "  max_epochs: 2\n", "  max_epochs: ${oc.select:study.epochs.${hydra:runtime.choices.dataset},2}\n"))
-    try:
-        cfg, resume = prepare([f"resume={folder}"])
-        assert cfg.trainer.max_epochs == 2 and resume.global_step == runs["killed_at"]
-        assert resume.choices["dataset"] == "acl_sup" and cfg.paths.output_dir == str(folder)
-    finally:
-        setup_globals()  # Hydra's own `hydra` resolver back, for the tests that follow
+    cfg, resume = prepare([f"resume={folder}"])
+    assert cfg.trainer.max_epochs == 2 and resume.global_step == runs["killed_at"]
+    assert resume.choices["dataset"] == "acl_sup" and cfg.paths.output_dir == str(folder)
 
 
 @pytest.mark.parametrize("at,overrides", [
@@ -211,7 +207,7 @@ def test_a_preset_reading_hydra_choices_resumes_outside_hydra(runs, tmp_path):
 ], ids=["epoch end", "after a mid-epoch validation"])
 def test_resuming_from_other_points_gives_the_same_run(compose, monkeypatch, tmp_path, at, overrides):
     """In-process: the checkpoints as they stood when step `at` began are what a kill would leave."""
-    from ftlab.checkpointing import ResumeState
+    from ftlab.callbacks import ResumeState
     from ftlab.resume import Resume, newest_checkpoint
     from ftlab.run import run
 

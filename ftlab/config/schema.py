@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ftlab.errors import InvalidChoice, UserError
@@ -24,8 +24,8 @@ def _ranged(default, minimum=None, maximum=None, choices=None, example=None):
 
 @dataclass
 class PathsConfig:
-    data_dir: str = "../shared/data"
-    cache_dir: str = "~/.cache/ftlab"
+    data_dir: str = MISSING  # conf/paths/default.yaml sets all three
+    cache_dir: str = MISSING
     output_dir: Optional[str] = None
 
 

@@ -105,7 +105,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
 class ResumableDataLoader(DataLoader):
     """The training loader: knows its epoch and how many batches of it it has served, so that a
     checkpoint taken mid-epoch resumes at the next batch (`state_dict()` goes into every checkpoint;
-    ftlab.checkpointing.ResumeState hands it back to the resumed run's loader).
+    ftlab.callbacks.ResumeState hands it back to the resumed run's loader).
 
     The pass starts lazily, at the first batch asked for: by then Lightning has restored its epoch
     counter (`epoch_fn`), whichever point a run resumes from. With a `generator`, starting a pass

@@ -25,6 +25,7 @@ from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler
 from ftlab.data.sources.base import SPLITS, DataSource
 from ftlab.data.task import TaskSpec
 from ftlab.errors import InvalidValue
+from ftlab.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when the cached layout (or the key) changes
@@ -103,7 +104,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.seed = seed
         self.max_examples = dict(max_examples or {})
         self.subsample_seed = subsample_seed
-        self.cache_root = Path(cache_dir or Path.home() / ".cache" / "ftlab").expanduser() / "tokenized"
+        self.cache_root = Path(cache_dir or default_cache_dir()).expanduser() / "tokenized"
         self.task: TaskSpec = source.task()
         self.collate = DynamicPaddingCollator(tokenizer.pad_token_id, tokenizer.padding_side)
         self.splits: datasets.DatasetDict | None = None

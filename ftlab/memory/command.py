@@ -44,22 +44,15 @@ def _parser() -> argparse.ArgumentParser:
 def build_for_estimate(cfg):
     """Tokenizer, then model on the meta device (weights not read), then the peft injection."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     from ftlab.config import build
 
     task = build(cfg, "dataset").task()
     backbone = build(cfg, "model")
     injector = build(cfg, "peft")
-    tokenizer = backbone.load_tokenizer()
-    config = backbone._config(task, tokenizer)
-    kwargs = {"dtype": backbone.torch_dtype} if backbone.torch_dtype is not None else {}
-    if backbone.attn_implementation:
-        kwargs["attn_implementation"] = backbone.attn_implementation
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config, **kwargs)
-        prefix = model.base_model_prefix + "."  # what a pretrained checkpoint lacks: the head
-        model = injector.inject(model, {n for n, _ in model.named_parameters() if not n.startswith(prefix)})
+    built = backbone.build_on_meta(task, backbone.load_tokenizer())
+    with torch.device("meta"):  # the method's own parameters too
+        model = injector.inject(built.model, built.new_parameters)
     return model, injector
 
 

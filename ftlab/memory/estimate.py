@@ -51,6 +51,7 @@ from torch import nn
 
 from ftlab.errors import UserError
 from ftlab.memory.formulas import activation_value_bytes, layer_activation_bytes, normalize_precision, optimizer_states
+from ftlab.models.structure import hidden_size, is_4bit, logical_numel, transformer_blocks
 
 _ACT_TYPES = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Mish)
 
@@ -79,7 +80,7 @@ def model_dims(config) -> dict:
     """d, h, a, h' (+ kv heads, dropout flags) from a BERT / RoBERTa / DistilBERT / Llama-style config."""
     from ftlab.models.backbone import ATTENTION_DROPOUT_KEYS, HIDDEN_DROPOUT_KEYS
 
-    d, h = _get(config, "num_hidden_layers", "n_layers", "n_layer", "num_layers"), _get(config, "hidden_size", "dim", "n_embd", "d_model")
+    d, h = _get(config, "num_hidden_layers", "n_layers", "n_layer", "num_layers"), hidden_size(config)
     a = _get(config, "num_attention_heads", "n_heads", "n_head")
     if None in (d, h, a):
         raise UserError(f"cannot read layers / hidden size / heads from the {getattr(config, 'model_type', '?')} config",
@@ -93,16 +94,12 @@ def model_dims(config) -> dict:
 
 
 def layer_stack(model: nn.Module, layers: int) -> tuple[str, nn.ModuleList]:
-    """The ModuleList of the `layers` transformer blocks (the largest such list)."""
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) == layers]
-    if not found:
-        raise UserError(f"{type(model).__name__}: no stack of {layers} layers found", "estimate by size: --params <N>")
-    return max(found, key=lambda nm: sum(p.numel() for p in nm[1].parameters()))
-
-
-def _numel(p) -> int:
-    quant = getattr(p, "quant_state", None)  # bitsandbytes 4-bit: count the logical weights
-    return int(quant.shape.numel()) if quant is not None and hasattr(quant, "shape") else p.numel()
+    """The transformer blocks (the stack adapters and FSDP see), checked against the config's `layers`."""
+    name, blocks = transformer_blocks(model, "estimate by size: ftlab estimate --params <N>")
+    if len(blocks) != layers:
+        raise UserError(f"{type(model).__name__}: its layer stack {name} has {len(blocks)} layers, its config {layers}",
+                        "estimate by size: ftlab estimate --params <N>")
+    return name, blocks
 
 
 def method_activation_bytes(block: nn.Module, tokens: int, value: int, mask: int = 1) -> int:
@@ -147,9 +144,9 @@ def estimate_model(model: nn.Module, *, batch_size: int, max_length: int, precis
     weights = grads = opt = 0.0
     trainable = total = tensors = 0
     for p in params:
-        n, width = _numel(p), (2 if half else p.element_size())
+        n, width = logical_numel(p), (2 if half else p.element_size())
         total += n
-        weights += n * (quant_per_param if id(p) in quantized or getattr(p, "quant_state", None) is not None else width)
+        weights += n * (quant_per_param if id(p) in quantized or is_4bit(p) else width)
         if p.requires_grad:
             trainable, tensors = trainable + n, tensors + 1
             grads += n * width

@@ -20,8 +20,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from ftlab.rss import peak_rss_bytes
 from ftlab.memory.estimate import estimate_model
+from ftlab.models.optimizers import TORCH_ADAMW, optimizer_that_runs
+from ftlab.models.structure import weights_4bit
+from ftlab.rss import peak_rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -106,20 +108,6 @@ class MemoryRecorder(L.Callback):
         self.measured["peak_rss_bytes"] = peak_rss_bytes()
 
 
-def quant_4bit_of(injector) -> dict | None:
-    """{"double_quant": bool} when the injector loads the backbone in 4 bits (QLoRA), else None."""
-    try:
-        kwargs = injector.load_kwargs()
-    except Exception:  # e.g. needs CUDA: fall back on the injector's settings
-        kwargs = {}
-    qc = kwargs.get("quantization_config")
-    if qc is not None and getattr(qc, "load_in_4bit", False):
-        return {"double_quant": bool(getattr(qc, "bnb_4bit_use_double_quant", False))}
-    if getattr(injector, "load_in_4bit", False) or getattr(injector, "bits", None) == 4 or "qlora" in getattr(injector, "name", ""):
-        return {"double_quant": bool(getattr(injector, "double_quant", getattr(injector, "use_double_quant", False)))}
-    return None
-
-
 def config_device(cfg: DictConfig) -> str:
     """"cuda" or "cpu": what trainer.accelerator picks on this machine."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
@@ -133,14 +121,13 @@ def estimate_for_config(cfg: DictConfig, model, injector, batch_size: int | None
     """The estimate for this run's model, precision, optimizer, device and batch shape (cfg.data unless given)."""
     opt = cfg.optimizer
     device = device or config_device(cfg)
-    target = opt.get("_target_", "torch.optim.AdamW")
-    if target.endswith("bnb_adamw") and opt.get("paged") and opt.get("bits") == 32 and device == "cpu":
-        target = "torch.optim.AdamW"  # what ftlab.models.optimizers runs on CPU for paged 32-bit
+    bits = int(opt.get("bits", 32))
+    target, _ = optimizer_that_runs(opt.get("_target_", TORCH_ADAMW), bits, bool(opt.get("paged", False)), device)
     return estimate_model(
         model, batch_size=int(batch_size or cfg.data.batch_size), max_length=int(max_length or cfg.data.max_length),
         precision=cfg.trainer.get("precision", "32-true"), optimizer=target,
-        momentum=float(opt.get("momentum", 0.0) or 0.0), quant_4bit=quant_4bit_of(injector),
-        device=device, optimizer_bits=int(opt.get("bits", 32)))
+        momentum=float(opt.get("momentum", 0.0) or 0.0), quant_4bit=weights_4bit(injector.load_kwargs()),
+        device=device, optimizer_bits=bits)
 
 
 def memory_report(cfg: DictConfig, model, injector, recorder: MemoryRecorder) -> dict:

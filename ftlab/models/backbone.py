@@ -26,6 +26,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 
 from ftlab.data.task import TaskSpec
 from ftlab.errors import UserError
+from ftlab.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Backbone:
         gguf_file: str | None = None,
         padding_side: str | None = None,
         gradient_checkpointing: bool = False,
+        cache_dir: str | None = None,
     ):
         if pretrained is None and architecture is None:
             raise UserError("model: neither `pretrained` nor `architecture` is set", "set model.pretrained=<hub id or folder>")
@@ -117,6 +119,7 @@ class Backbone:
         self.gguf_file = gguf_file
         self.padding_side = padding_side
         self.gradient_checkpointing = gradient_checkpointing
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()  # the dequantised GGUF copy
 
     def _source_kwargs(self) -> dict:
         kwargs = {"revision": self.revision}
@@ -176,28 +179,43 @@ class Backbone:
         for key in present:
             setattr(config, key, value)
 
+    def _model_kwargs(self) -> dict:
+        kwargs = {"attn_implementation": self.attn_implementation} if self.attn_implementation else {}
+        if self.torch_dtype is not None:
+            kwargs["dtype"] = self.torch_dtype
+        return kwargs
+
+    def _from_config(self, config) -> BuiltModel:
+        """A randomly initialised classifier; its new parameters are what a pretrained checkpoint
+        would lack: everything outside the base model (the head)."""
+        model = AutoModelForSequenceClassification.from_config(config, **self._model_kwargs())
+        prefix = model.base_model_prefix + "."
+        return self._finish(BuiltModel(model, {n for n, _ in model.named_parameters() if not n.startswith(prefix)}))
+
+    def build_on_meta(self, task: TaskSpec, tokenizer) -> BuiltModel:
+        """The classifier `build` gives, on the meta device: its structure, shapes and dtypes (what
+        `ftlab estimate` needs) without reading or allocating any weights. The fresh head is found
+        as for a random model, since no checkpoint is opened to say what it lacks."""
+        config = self._config(task, tokenizer)
+        with torch.device("meta"):
+            return self._from_config(config)
+
     def build(self, task: TaskSpec, tokenizer, **load_kwargs) -> BuiltModel:
         """The classifier for `task`; `load_kwargs` (from the injector, e.g. a quantization config)
         go to `from_pretrained`."""
         config = self._config(task, tokenizer)
-        kwargs = {"attn_implementation": self.attn_implementation} if self.attn_implementation else {}
-        if self.torch_dtype is not None:
-            kwargs["dtype"] = self.torch_dtype
         if not self.pretrained:
             if load_kwargs:
                 what = "4-bit loading (peft=qlora)" if "quantization_config" in load_kwargs else str(sorted(load_kwargs))
                 raise UserError(f"{what} needs pretrained weights to load; this model is a randomly initialised "
                                 f"{self.architecture}", "set model.pretrained=<hub id or folder>, or use peft=lora")
-            model = AutoModelForSequenceClassification.from_config(config, **kwargs)
-            # what a pretrained checkpoint would lack: everything outside the base model (the head)
-            prefix = model.base_model_prefix + "."
-            return self._finish(BuiltModel(model, {n for n, _ in model.named_parameters() if not n.startswith(prefix)}))
+            return self._from_config(config)
         source, source_kwargs = self.pretrained, self._source_kwargs()
         if self.gguf_file and load_kwargs.get("quantization_config") is not None:
             # transformers will not quantise while reading GGUF: quantise a dequantised float copy
             source, source_kwargs = self._dequantized_copy(), {}
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            source, config=config, output_loading_info=True, **source_kwargs, **kwargs, **load_kwargs
+            source, config=config, output_loading_info=True, **source_kwargs, **self._model_kwargs(), **load_kwargs
         )
         if source_kwargs.get("gguf_file"):
             forget_gguf(model)
@@ -210,8 +228,7 @@ class Backbone:
         gguf = Path(self.pretrained) / self.gguf_file
         stat = gguf.stat()
         key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-        cache = Path(os.environ.get("FTLAB_CACHE_DIR") or Path.home() / ".cache" / "ftlab")
-        folder = cache / "dequantized" / f"{gguf.stem}-{key}"
+        folder = self.cache_dir / "dequantized" / f"{gguf.stem}-{key}"
         if not (folder / "config.json").is_file():
             log.info("dequantising %s once into %s (QLoRA re-quantises float weights)", gguf.name, folder)
             model = forget_gguf(AutoModelForCausalLM.from_pretrained(self.pretrained, gguf_file=self.gguf_file))

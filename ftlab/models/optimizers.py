@@ -18,6 +18,18 @@ from ftlab.errors import InvalidChoice, UserError
 
 log = logging.getLogger(__name__)
 
+BNB_ADAMW = f"{__name__}.bnb_adamw"
+TORCH_ADAMW = "torch.optim.AdamW"
+
+
+def optimizer_that_runs(target: str, bits: int, paged: bool, device: str) -> tuple[str, bool]:
+    """(target, paged) of the optimizer that really runs for `optimizer._target_` = `target` with
+    these settings on `device` ("cuda" or "cpu"): paging needs CUDA, so on CPU `bnb_adamw` runs
+    unpaged, as torch's AdamW when 32-bit. `bnb_adamw` builds by it and the memory estimate prices it."""
+    if not (str(target).endswith("bnb_adamw") and paged and device != "cuda"):
+        return target, paged
+    return (TORCH_ADAMW if bits == 32 else target), False
+
 
 def bnb_adamw(
     params: Iterable,
@@ -33,16 +45,16 @@ def bnb_adamw(
     params = list(params)
     kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas), "eps": eps}
     on_cuda = any(p.is_cuda for group in params for p in (group["params"] if isinstance(group, dict) else [group]))
-    if paged and not on_cuda:
+    target, runs_paged = optimizer_that_runs(BNB_ADAMW, bits, paged, "cuda" if on_cuda else "cpu")
+    if paged and not runs_paged:
         log.warning("optimizer: paged optimizers need CUDA (unified memory); on CPU the same %d-bit AdamW "
                     "update runs unpaged", bits)
-        paged = False
-        if bits == 32:
-            return torch.optim.AdamW(params, fused=True, **kwargs)
+    if target == TORCH_ADAMW:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
     try:
         import bitsandbytes as bnb
     except ImportError:
         raise UserError("the 8-bit and paged AdamW optimizers need bitsandbytes",
                         "pip install 'ftlab[quant]' (bitsandbytes), or use optimizer=adamw") from None
-    name = f"{'Paged' if paged else ''}AdamW{bits}bit"
+    name = f"{'Paged' if runs_paged else ''}AdamW{bits}bit"
     return getattr(bnb.optim, name)(params, **kwargs)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ftlab.errors import InvalidChoice, UserError
+from ftlab.models.structure import hidden_size, transformer_blocks
 from ftlab.peft.base import Injector, mark_trainable
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
@@ -43,34 +44,6 @@ class BottleneckAdapter(nn.Module):
 def _apply_adapter(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
     # module-level (not a lambda) so an adapted model still pickles and deep-copies
     return getattr(module, ADAPTER)(output)
-
-
-def hidden_size(model: nn.Module) -> int:
-    config = getattr(model, "config", None)
-    for key in ("hidden_size", "d_model", "dim", "n_embd"):
-        if isinstance(getattr(config, key, None), int):
-            return getattr(config, key)
-    raise UserError(f"cannot tell the hidden size of {type(model).__name__}", "use peft=lora on this model")
-
-
-def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """The repeated layers: the longest ModuleList of one block class holding Linear layers
-    (ties: the one with more parameters), which is the encoder / decoder stack in every family."""
-    best, best_key = None, (0, 0)
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.ModuleList) or len(module) == 0:
-            continue
-        if len({type(block) for block in module}) != 1 or isinstance(module[0], nn.Linear):
-            continue
-        if not any(isinstance(m, nn.Linear) for m in module[0].modules()):
-            continue
-        key = (len(module), sum(p.numel() for p in module.parameters()))
-        if key > best_key:
-            best, best_key = (name, module), key
-    if best is None:
-        raise UserError(f"{type(model).__name__}: no repeated transformer blocks found (a ModuleList of layers)",
-                        "bottleneck adapters need an encoder/decoder stack; use peft=lora")
-    return best
 
 
 def block_projections(block: nn.Module, hidden: int) -> dict[str, tuple[str, nn.Linear] | None]:
@@ -117,9 +90,11 @@ class BottleneckAdapterInjector(Injector):
         return hidden // self.reduction_factor
 
     def inject(self, model: nn.Module, new_parameters: set[str]) -> nn.Module:
-        hidden = hidden_size(model)
+        hidden = hidden_size(getattr(model, "config", None))
+        if hidden is None:
+            raise UserError(f"cannot tell the hidden size of {type(model).__name__}", "use peft=lora on this model")
         size = self.bottleneck(hidden)
-        stack, blocks = transformer_blocks(model)
+        stack, blocks = transformer_blocks(model, "bottleneck adapters need an encoder/decoder stack; use peft=lora")
         targets = []
         for i, block in enumerate(blocks):
             found = block_projections(block, hidden)

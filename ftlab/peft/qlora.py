@@ -27,6 +27,7 @@ from torch import nn
 from transformers import BitsAndBytesConfig
 
 from ftlab.errors import UserError
+from ftlab.models.structure import is_4bit
 from ftlab.peft.hf import head_modules, probe
 from ftlab.peft.lora import LoraInjector
 
@@ -84,10 +85,10 @@ class QLoraInjector(LoraInjector):
 
     def inject(self, model: nn.Module, new_parameters: set[str]) -> nn.Module:
         bnb = require_bitsandbytes()
-        if not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()):
+        if not any(is_4bit(p) for p in model.parameters()):
             raise UserError("peft=qlora got a model that is not loaded in 4 bits",
                             "build the backbone with the injector's load_kwargs() (ftlab's run does)")
-        for name in head_modules(model, new_parameters):
+        for name in head_modules(model, new_parameters):  # by class: a fresh head never gets a quant_state
             if any(isinstance(m, bnb.nn.Linear4bit) for m in model.get_submodule(name).modules()):
                 raise UserError(f"the new head layer {name!r} was loaded in 4 bits, where it can neither run nor train",
                                 f"add its name to peft.skip_modules (now {self.skip_modules})")

@@ -14,10 +14,8 @@ import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ftlab.report.collect import Run
+from ftlab.report.runs import Run
 
 # keys that name where a run writes (its own folder) or caches; never part of what was trained
 LOCATION_KEYS = re.compile(r"^(paths\.output_dir|trainer\.default_root_dir|callbacks\..+\.dirpath"

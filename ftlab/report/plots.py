@@ -15,7 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ftlab.report.collect import Group, Run
+from ftlab.report.grouping import Group
+from ftlab.report.runs import Run
 from ftlab.report.tables import lower_is_better, scale
 
 

@@ -30,14 +30,15 @@ from ftlab.data.sources.base import SPLITS, DataSource, LoadedData
 from ftlab.data.task import TaskSpec, TaskType, classification
 from ftlab.errors import InvalidChoice, InvalidValue, UserError
 
-DATASET_CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 NOT_NAMEABLE = ("local", "multi")  # need paths / parts of their own: not usable as a part or a base by name
 MIXED_PAIRS = ("error", "join")
 
 
 def dataset_configs() -> list[str]:
     """Names of the dataset configs another dataset can be built from."""
-    return sorted(p.stem for p in DATASET_CONF.glob("*.yaml") if p.stem not in NOT_NAMEABLE)
+    from ftlab.config import group_options
+
+    return [name for name in group_options("dataset") if name not in NOT_NAMEABLE]
 
 
 def named_source(
@@ -46,12 +47,12 @@ def named_source(
     """Build the source of `conf/dataset/<name>.yaml` with `data_dir` (and `overrides` on top), checked
     like a `dataset=` choice. `key` names the setting that chose `name` (`dataset.parts`), `settings_key`
     the node its settings are reported under (default `<key>[<name>]`)."""
-    from ftlab.config import check_node  # ftlab.config imports Hydra helpers only
+    from ftlab.config import check_node, group_node  # ftlab.config imports Hydra helpers only
 
     valid = dataset_configs()
     if not isinstance(name, str) or name not in valid:
         raise InvalidChoice(key, name, valid)
-    node = OmegaConf.load(DATASET_CONF / f"{name}.yaml")
+    node = group_node("dataset", name)
     if "data_dir" in node:
         node.data_dir = data_dir
     if overrides:

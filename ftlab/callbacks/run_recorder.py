@@ -1,4 +1,4 @@
-"""Callbacks that measure a run for results.json: time split by phase, throughput, curves, memory."""
+"""The run's record for results.json: time split by phase, throughput, the learning curves."""
 
 from __future__ import annotations
 

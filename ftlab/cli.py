@@ -6,7 +6,6 @@ a sweep goes on past a failed job and the command exits non-zero at the end, nam
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -22,12 +21,12 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import hydra  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from ftlab.config import register_resolvers  # noqa: E402
 from ftlab.config.preflight import preflight  # noqa: E402
 from ftlab.errors import UserError  # noqa: E402
-from ftlab.results import RESULTS_FILE, write_json_atomic  # noqa: E402
+from ftlab.results import failed as record_failure, failed_runs  # noqa: E402
 from ftlab.resume import auto_resume  # noqa: E402
 
 # bitsandbytes warns at import that an optional hub-downloaded CPU kernel is missing; the built-in one works
@@ -67,19 +66,6 @@ def _quiet_libraries() -> None:
         handler.addFilter(_DropAdverts())
 
 
-def _record_failure(output_dir: Path, cfg: DictConfig, error: BaseException, user: bool, choices: dict,
-                    overrides: list[str]) -> None:
-    write_json_atomic(output_dir / RESULTS_FILE, {
-        "status": "failed",
-        "run_dir": str(output_dir),
-        "seed": cfg.get("seed"),
-        "choices": choices,
-        "overrides": overrides,
-        "error": {"type": type(error).__name__, "message": str(error), "user_error": user},
-        "config": OmegaConf.to_container(cfg, resolve=False),
-    })
-
-
 class SweepFailures(Callback):
     """Runs in the launching process: jobs a launcher ran elsewhere (submitit: other processes or
     SLURM nodes) report their failure only in their results.json, so collect them from there."""
@@ -89,14 +75,9 @@ class SweepFailures(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         SweepFailures.swept = True
         known = {run_dir for run_dir, _ in FAILED}
-        for path in sorted(Path(config.hydra.sweep.dir).glob(f"*/{RESULTS_FILE}")):
-            try:
-                results = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if results.get("status") == "failed" and str(path.parent) not in known:
-                error = results.get("error") or {}
-                FAILED.append((str(path.parent), f"{error.get('type', 'error')}: {error.get('message', '')}"))
+        for record in failed_runs(config.hydra.sweep.dir):
+            if str(record.run_dir) not in known:
+                FAILED.append((str(record.run_dir), record.reason))
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -118,14 +99,14 @@ def hydra_entry(cfg: DictConfig) -> None:
         results = run(cfg, choices=choices, overrides=overrides, resume=resume)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        _record_failure(output_dir, cfg, err, True, choices, overrides)
+        record_failure(output_dir, cfg, err, True, choices, overrides)
         FAILED.append((str(output_dir), err.problem))
         return
     except Exception as err:
         if hc.mode.name != "MULTIRUN":
             raise  # a bug: keep the traceback
         traceback.print_exc()
-        _record_failure(output_dir, cfg, err, False, choices, overrides)
+        record_failure(output_dir, cfg, err, False, choices, overrides)
         FAILED.append((str(output_dir), f"{type(err).__name__}: {err}"))
         return
     if results:  # empty on DDP ranks other than 0
@@ -181,7 +162,7 @@ def resume_main(args: list[str]) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if resume.checked:  # it failed while training on: record it as any run does
-            _record_failure(resume.run_dir, cfg, err, True, resume.choices, resume.overrides)
+            record_failure(resume.run_dir, cfg, err, True, resume.choices, resume.overrides)
         return 1
     if results:
         print(metrics_table(results))

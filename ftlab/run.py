@@ -114,7 +114,7 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
         callback(trainer, needed)
     wrap_each_layer(trainer.strategy, model)
     if resume is not None:
-        continue_logs(trainer.loggers, resume.global_step)
+        trainer.loggers = continue_logs(trainer.loggers, resume.global_step)
     for logger in trainer.loggers:
         logger.log_hyperparams({"trainable_params": params.trainable, "total_params": params.total})
     return Assembled(injector, tokenizer, datamodule, model, module, trainer, params)

@@ -41,22 +41,12 @@ def _session_cache(tmp_path_factory):
 
 @pytest.fixture
 def compose(tmp_path):
-    """compose(*overrides) -> the real config with TINY applied and the run dir under tmp_path."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from ftlab.config import CONF_DIR
-    from ftlab.config import register_resolvers
-
-    register_resolvers()
+    """compose(*overrides) -> the real config (ftlab.config.composition, unchecked) with TINY applied and
+    the run dir under tmp_path."""
+    from ftlab.config import compose as compose_config
 
     def _compose(*overrides: str, tiny: bool = True):
-        out = tmp_path / "run"
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return hydra_compose(
-                config_name="config",
-                overrides=[*(TINY if tiny else []), f"paths.output_dir={out}", *overrides],
-            )
+        return compose_config([*(TINY if tiny else []), f"paths.output_dir={tmp_path / 'run'}", *overrides])
 
     return _compose
 

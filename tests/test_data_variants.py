@@ -141,7 +141,7 @@ def test_multi_refuses_unknown_duplicate_and_regression_parts(tmp_path, monkeypa
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
     (conf / "dataset" / "stsb.yaml").write_text((conf / "dataset" / "glue.yaml").read_text().replace("subset: sst2", "subset: stsb"))
-    monkeypatch.setattr("ftlab.config.compose.CONF_DIR", str(conf))
+    monkeypatch.setattr("ftlab.config.composition.CONF_DIR", str(conf))
     with pytest.raises(UserError, match="stsb is a regression dataset"):
         MultiSource(["acl_sup", "stsb"], data_dir=D)
 

@@ -3,7 +3,7 @@ wheel), composing them, checking them before anything runs, and building `_targe
 Nothing else in ftlab reads config YAML or locates the config directory."""
 
 from ftlab.config.checks import checked, resolve_monitor
-from ftlab.config.compose import compose, group_node, group_options, groups, sweep_points
+from ftlab.config.composition import compose, group_node, group_options, groups, sweep_points
 from ftlab.config.location import CONF_DIR
 from ftlab.config.resolvers import register_resolvers
 from ftlab.config.signature import build, build_each, check_node

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ftlab.config.checks import checked
-from ftlab.config.compose import compose, sweep_points
+from ftlab.config.composition import compose, sweep_points
 from ftlab.errors import UserError
 
 # Hydra flags after which ftlab's checks do not apply (another config, Hydra's own output)
@@ -41,11 +41,12 @@ def preflight(argv: list[str]) -> None:
         check_point(args.overrides)
         return
     points, _ = sweep_points(args.overrides)
+    varying = {o.split("=", 1)[0] for o in points[0] if any(o not in p for p in points)} if len(points) > 1 else set()
     for number, point in enumerate(points):
         try:
             check_point(point)
         except UserError as err:
-            swept = " ".join(point)
+            swept = " ".join(o for o in point if o.split("=", 1)[0] in varying) or " ".join(point)
             raise UserError(f"sweep point {number} of {len(points)} ({swept}): {err.problem}",
                             f"{err.fix}; no job of the sweep was started" if err.fix else
                             "no job of the sweep was started") from None

@@ -57,31 +57,15 @@ def build_for_estimate(cfg):
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
+    """The config a run with these overrides would get, checked as a run's is, and its choices."""
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-    from omegaconf.errors import OmegaConfBaseException
 
-    from ftlab.config import CONF_DIR
-    from ftlab.config import register_resolvers
+    from ftlab.config import checked
+    from ftlab.config import compose as compose_run
 
-    register_resolvers()
-    try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        lines = [line.strip() for line in str(exc).split("\n") if line.strip()]
-        start = next((i + 1 for i, x in enumerate(lines) if x.startswith("Available options")), len(lines))
-        end = next((i for i, x in enumerate(lines) if x.startswith("Config search path")), len(lines))
-        options = lines[start:end]
-        raise UserError(lines[0], f"use one of: {', '.join(options)}" if options else "check the overrides (ftlab --help)") from None
-    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
-    HydraConfig.instance().set_config(cfg)  # presets look up ${hydra:runtime.choices.*}, as in a run
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, choices
+    cfg = compose_run(overrides)
+    choices = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
+    return checked(cfg, choices), choices
 
 
 def _config_estimate(args) -> dict:

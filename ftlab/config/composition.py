@@ -66,7 +66,8 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     HydraConfig.instance().set_config(cfg)
     if not with_hydra:
         with open_dict(cfg):
-            cfg.paths.output_dir = str(cfg.hydra.runtime.output_dir)
+            if OmegaConf.is_interpolation(cfg.paths, "output_dir"):  # (unless the overrides set it)
+                cfg.paths.output_dir = str(cfg.hydra.runtime.output_dir)
             del cfg["hydra"]
     return cfg
 

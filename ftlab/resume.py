@@ -14,22 +14,19 @@ Every refusal happens before anything in the folder is written.
 from __future__ import annotations
 
 import logging
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.config import register_resolvers
+from ftlab.config.saved import does_not_resolve, parse_value, saved_run
 from ftlab.errors import UserError
 from ftlab.results import COMPLETED, MISSING, UNREADABLE, load
 
 log = logging.getLogger(__name__)
 CANDIDATES = ("checkpoints/resume.ckpt", "checkpoints/last.ckpt")
 SAFE_OVERRIDES = ("threads", "data.num_workers", "trainer.enable_progress_bar")  # speed only, not results
-HYDRA_CALL = re.compile(r"(?<!\\)\$\{hydra:([^${}]+)\}")  # `${hydra:runtime.choices.dataset}`, innermost
 
 
 @dataclass
@@ -82,59 +79,6 @@ def newest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
     return path, step
 
 
-def answer_hydra(node, hydra: DictConfig):
-    """`node` (a config as plain containers, unresolved) with each `${hydra:<path>}` replaced by
-    the run's own Hydra config's value: a preset reads `${hydra:runtime.choices.dataset}`, and
-    `ftlab resume=` runs no Hydra job to ask. Answered here, in the config, so that Hydra's own
-    `hydra` resolver stays as it is for any run after this one in the process."""
-    if isinstance(node, dict):
-        return {k: answer_hydra(v, hydra) for k, v in node.items()}
-    if isinstance(node, list):
-        return [answer_hydra(v, hydra) for v in node]
-    if not isinstance(node, str) or "${hydra:" not in node:
-        return node
-
-    def value(path: str):
-        found = OmegaConf.select(hydra, path.strip())
-        return OmegaConf.to_container(found, resolve=True) if OmegaConf.is_config(found) else found
-
-    whole = HYDRA_CALL.fullmatch(node)
-    if whole:  # the value itself, of its own type, as the resolver would give it
-        return value(whole.group(1))
-    return HYDRA_CALL.sub(lambda m: str(value(m.group(1))), node)
-
-
-def saved_run(run_dir: Path) -> tuple[Path, DictConfig, dict, list]:
-    """The run's folder as the run named it (Lightning's ModelCheckpoint reloads its record of the
-    best checkpoint only into the same path), its config as Hydra saved it (unresolved, but for its
-    `${hydra:...}`, answered from the run's .hydra/hydra.yaml), pointed at that folder, its choices
-    and its overrides."""
-    hydra_dir = run_dir / ".hydra"
-    overrides = OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml")) \
-        if (hydra_dir / "overrides.yaml").is_file() else []
-    choices = {}
-    cfg = OmegaConf.load(hydra_dir / "config.yaml")
-    if (hydra_dir / "hydra.yaml").is_file():
-        hydra = OmegaConf.load(hydra_dir / "hydra.yaml").hydra
-        try:
-            cfg = OmegaConf.create(answer_hydra(OmegaConf.to_container(cfg, resolve=False), hydra))
-        except Exception as err:
-            raise _does_not_resolve(run_dir, err) from None
-        runtime = hydra.get("runtime") or {}
-        named = runtime.get("output_dir")
-        if named and Path(named).is_dir() and os.path.samefile(named, run_dir):  # e.g. reached through a link
-            run_dir = Path(named)
-        node = runtime.get("choices") or {}
-        choices = {k: v for k, v in OmegaConf.to_container(node).items() if not k.startswith("hydra") and "@" not in k}
-    cfg.paths.output_dir = str(run_dir)
-    return run_dir, cfg, choices, list(overrides)
-
-
-def _does_not_resolve(run_dir: Path, err: Exception) -> UserError:
-    return UserError(f"the saved config of {run_dir} does not resolve here: {err}",
-                     "resume on a machine where its paths and environment variables exist")
-
-
 def prepare(args: list[str]) -> tuple[DictConfig, Resume]:
     """`resume=<dir>` and its few allowed overrides -> the run's config and where to resume it."""
     target = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
@@ -163,12 +107,12 @@ def prepare(args: list[str]) -> tuple[DictConfig, Resume]:
                         "checkpoint_every_n_steps=N checkpoints within epochs")
     for arg in others:
         key, value = arg.lstrip("+~").split("=", 1)
-        OmegaConf.update(cfg, key, yaml.safe_load(value), force_add=True)
+        OmegaConf.update(cfg, key, parse_value(value), force_add=True)
     register_resolvers()
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except Exception as err:
-        raise _does_not_resolve(run_dir, err) from None
+        raise does_not_resolve(run_dir, err) from None
     return cfg, Resume(run_dir, newest[0], newest[1], choices, overrides)
 
 

@@ -18,7 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ftlab.config import CONF_DIR
 from ftlab.loggers import CSVLogger, TensorBoardLogger
-from ftlab.resume import answer_hydra, continue_logs, prepare
+from ftlab.config.saved import answer_hydra
+from ftlab.resume import continue_logs, prepare
 
 
 def saved_run(folder, config: str):

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from ftlab import results as records
+from ftlab.config.saved import saved_overrides
 
 # overrides that choose the cell (row model/peft, column dataset) or the seed, not a variant of it
 CELL_OVERRIDES = {"seed", "model", "peft", "dataset", "dataset.subset"}
@@ -53,9 +53,8 @@ def _overrides(run_dir: Path, results: dict | None = None) -> dict:
     """The run's Hydra task overrides: from results.json, else from the run's .hydra folder."""
     items = (results or {}).get("overrides")
     if items is None:
-        try:
-            items = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-        except (OSError, yaml.YAMLError):
+        items = saved_overrides(run_dir)
+        if items is None:
             return {}
     out = {}
     for item in items:

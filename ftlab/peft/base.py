@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ftlab.errors import UserError
+from ftlab.models.structure import logical_numel
 
 STATE_FILE = "ftlab_adapter.safetensors"
 CONFIG_FILE = "ftlab_adapter.json"
@@ -58,8 +59,8 @@ class Injector(ABC):
     def trainable_report(self, model: nn.Module) -> ParamReport:
         params = {id(p): p for p in model.parameters()}.values()  # tied weights count once
         return ParamReport(
-            trainable=sum(_numel(p) for p in params if p.requires_grad),
-            total=sum(_numel(p) for p in params),
+            trainable=sum(logical_numel(p) for p in params if p.requires_grad),
+            total=sum(logical_numel(p) for p in params),
         )
 
     # ---- saving ------------------------------------------------------------------------------
@@ -119,12 +120,6 @@ class Injector(ABC):
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
         return directory
-
-
-def _numel(p: torch.Tensor) -> int:
-    # 4-bit bitsandbytes params store two values per byte; count the logical weights
-    quant = getattr(p, "quant_state", None)
-    return int(torch.Size(quant.shape).numel()) if quant is not None else p.numel()
 
 
 def mark_trainable(model: nn.Module, trainable: set[str]) -> None:

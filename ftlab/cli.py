@@ -81,7 +81,9 @@ class SweepFailures(Callback):
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def hydra_entry(cfg: DictConfig) -> None:
+def hydra_entry(cfg: DictConfig) -> float | None:
+    """One Hydra job; returns the run's best validation value of `monitor` (never a test metric),
+    the number a sweeper optimises, or None when the job failed."""
     from ftlab.run import metrics_table, run
 
     _quiet_libraries()
@@ -109,8 +111,10 @@ def hydra_entry(cfg: DictConfig) -> None:
         record_failure(output_dir, cfg, err, False, choices, overrides)
         FAILED.append((str(output_dir), f"{type(err).__name__}: {err}"))
         return
-    if results:  # empty on DDP ranks other than 0
-        print(metrics_table(results))
+    if not results:  # empty on DDP ranks other than 0
+        return None
+    print(metrics_table(results))
+    return results["val"].get(results["monitor"]["metric"])
 
 
 class _LogOnceChecked(logging.Handler):

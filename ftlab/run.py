@@ -23,7 +23,7 @@ from ftlab.distributed import wrap_each_layer
 from ftlab.memory import MemoryRecorder, memory_report
 from ftlab.models.backbone import is_decoder
 from ftlab.models.module import ClassifierModule
-from ftlab.results import RESULTS_FILE, git_commit, package_versions, write_json_atomic
+from ftlab.results import RESULTS_FILE, completed, git_commit, package_versions
 from ftlab.resume import Resume, continue_logs
 from ftlab.rss import reset_peak_rss
 
@@ -154,8 +154,6 @@ def record(cfg: DictConfig, run: Assembled, best_path: str | None, test_metrics:
     recorder, datamodule = callback(run.trainer, RunRecorder), run.datamodule
     best = best_epoch(recorder.history, cfg.monitor, cfg.monitor_mode)
     results = {
-        "status": "completed",
-        "run_dir": str(output_dir),
         "seed": cfg.seed,
         "choices": dict(choices or {}),
         "overrides": list(overrides or []),
@@ -181,7 +179,7 @@ def record(cfg: DictConfig, run: Assembled, best_path: str | None, test_metrics:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     results["memory"] = memory_report(cfg, run.model, run.injector, callback(run.trainer, MemoryRecorder))
-    write_json_atomic(output_dir / RESULTS_FILE, results)
+    results = completed(output_dir, results)
     (output_dir / "checkpoints" / RESUME_FILE).unlink(missing_ok=True)  # a completed run is not resumed
     return results
 

@@ -133,6 +133,6 @@ def test_meta_build_has_the_real_builds_parameters_and_head(compose, tmp_path):
     shapes = {n: (p.shape, p.dtype) for n, p in real.model.named_parameters()}
     assert {n: (p.shape, p.dtype) for n, p in meta.model.named_parameters()} == shapes
     assert meta.new_parameters == real.new_parameters == {"score.weight"}
-    checkpointed = build(compose("model=tiny_llama", "+model.gradient_checkpointing=true"), "model")
+    checkpointed = build(compose("model=tiny_llama", "model.gradient_checkpointing=true"), "model")
     assert checkpointed.build_on_meta(task, tokenizer).model.is_activation_checkpointing  # as the run trains it
     assert build(compose(f"+model.cache_dir={tmp_path}"), "model").cache_dir == tmp_path

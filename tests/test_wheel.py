@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,8 +21,12 @@ from conftest import REPO, TINY
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
+    source = root / "source"  # a clean copy: setuptools' build/ in the checkout could hold stale files
+    shutil.copytree(REPO / "ftlab", source / "ftlab", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(root / "dist"), str(REPO)], check=True, capture_output=True, timeout=300)
+                    "-w", str(root / "dist"), str(source)], check=True, capture_output=True, timeout=300)
     wheel = next((root / "dist").glob("ftlab-*.whl"))
     env_dir = root / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

@@ -23,6 +23,7 @@ from hydra.experimental.callback import Callback  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from ftlab.callbacks.graceful_stop import RunInterrupted  # noqa: E402
 from ftlab.config import register_resolvers  # noqa: E402
 from ftlab.config.preflight import preflight  # noqa: E402
 from ftlab.errors import UserError  # noqa: E402
@@ -66,6 +67,11 @@ def _quiet_libraries() -> None:
         handler.addFilter(_DropAdverts())
 
 
+def stopped_message(stop, run_dir) -> str:
+    return (f"stopped by {stop.signal_name} at step {stop.step}; the run is saved to continue exactly "
+            f"(results.json: interrupted).\n  continue: ftlab resume={run_dir}")
+
+
 class SweepFailures(Callback):
     """Runs in the launching process: jobs a launcher ran elsewhere (submitit: other processes or
     SLURM nodes) report their failure only in their results.json, so collect them from there."""
@@ -99,6 +105,12 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         if resume is not None:
             resume.choices, resume.overrides = choices, overrides
         results = run(cfg, choices=choices, overrides=overrides, resume=resume)
+    except RunInterrupted as stop:
+        print(stopped_message(stop, output_dir), file=sys.stderr)
+        FAILED.append((str(output_dir), f"interrupted by {stop.signal_name} at step {stop.step}"))
+        if os.environ.get("SUBMITIT_EXECUTOR"):  # a cluster job: its record says it; SLURM may requeue it
+            return None
+        raise SystemExit(stop.exit_code) from None  # 128 + signal, as shells expect; a sweep stops too
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         record_failure(output_dir, cfg, err, True, choices, overrides)
@@ -163,6 +175,9 @@ def resume_main(args: list[str]) -> int:
     _quiet_libraries()
     try:
         results = run(cfg, choices=resume.choices, overrides=resume.overrides, resume=resume)
+    except RunInterrupted as stop:
+        print(stopped_message(stop, resume.run_dir), file=sys.stderr)
+        return stop.exit_code
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if resume.checked:  # it failed while training on: record it as any run does

@@ -1,10 +1,9 @@
 """results.json: one file per run, written atomically, holding what a report needs to group,
 compare and reproduce it (metrics, parameters, timing, seed, versions, commit, data hash).
 
-This module is its one owner: `completed` and `failed` write it, `load` reads it, `failed_runs`
-lists a sweep's failures. Every record has a `status` (STATUSES); what `load` says of a folder with
-no record to read (MISSING, UNREADABLE) is never written. A new status (e.g. "interrupted") is a
-name in STATUSES, a writer here, and a branch in each reader that treats it apart.
+This module is its one owner: `completed`, `failed` and `interrupted` write it, `load` reads it,
+`failed_runs` lists a sweep's failed and interrupted jobs. Every record has a `status` (STATUSES);
+what `load` says of a folder with no record to read (MISSING, UNREADABLE) is never written.
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 PACKAGES = ("ftlab", "torch", "lightning", "transformers", "peft", "datasets", "tokenizers", "torchmetrics",
             "hydra-core", "accelerate", "bitsandbytes")
 RESULTS_FILE = "results.json"
-COMPLETED, FAILED = "completed", "failed"
-STATUSES = (COMPLETED, FAILED)  # what a run records
+COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
+STATUSES = (COMPLETED, FAILED, INTERRUPTED)  # what a run records
 MISSING, UNREADABLE = "missing", "unreadable"  # what `load` says when there is no record to read
 
 
@@ -99,6 +98,9 @@ class Record:
         if self.status == FAILED:
             error = self.data.get("error") or {}
             return f"{error.get('type', 'error')}: {error.get('message', '?')}".strip()
+        if self.status == INTERRUPTED:
+            stop = self.data.get("interrupted") or {}
+            return f"interrupted by {stop.get('signal', '?')} at step {stop.get('step', '?')}: {stop.get('resume', '')}"
         return self.problem
 
 
@@ -149,10 +151,27 @@ def failed(run_dir: Path, cfg: DictConfig, error: BaseException, user_error: boo
     return record
 
 
+def interrupted(run_dir: Path, cfg: DictConfig, signal_name: str, step: int, choices: dict,
+                overrides: list[str]) -> dict:
+    """Write a run stopped by a signal at a clean point: which signal, at which optimizer step, and
+    the command that continues it exactly from its resume checkpoint."""
+    record = {
+        "status": INTERRUPTED,
+        "run_dir": str(run_dir),
+        "seed": cfg.get("seed"),
+        "choices": dict(choices),
+        "overrides": list(overrides),
+        "interrupted": {"signal": signal_name, "step": step, "resume": f"ftlab resume={run_dir}"},
+        "config": OmegaConf.to_container(cfg, resolve=False),
+    }
+    write_json_atomic(Path(run_dir) / RESULTS_FILE, record)
+    return record
+
+
 def failed_runs(sweep_dir: Path | str) -> list[Record]:
-    """The failed jobs of a sweep (a folder per job under `sweep_dir`), sorted by folder: a launcher
-    that ran them elsewhere (submitit: other processes, SLURM nodes) leaves only their records.
-    Their run_dir is absolute, as Hydra names a job's output_dir."""
+    """The failed and interrupted jobs of a sweep (a folder per job under `sweep_dir`), sorted by
+    folder: a launcher that ran them elsewhere (submitit: other processes, SLURM nodes) leaves only
+    their records. Their run_dir is absolute, as Hydra names a job's output_dir."""
     root = Path(os.path.abspath(sweep_dir))
     records = (load(path) for path in sorted(root.glob(f"*/{RESULTS_FILE}")))
-    return [r for r in records if r.status == FAILED]
+    return [r for r in records if r.status in (FAILED, INTERRUPTED)]

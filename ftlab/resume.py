@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab.config import register_resolvers
 from ftlab.config.saved import does_not_resolve, parse_value, saved_run
 from ftlab.errors import UserError
-from ftlab.results import COMPLETED, MISSING, UNREADABLE, load
+from ftlab.results import COMPLETED, INTERRUPTED, MISSING, UNREADABLE, load
 
 log = logging.getLogger(__name__)
 CANDIDATES = ("checkpoints/resume.ckpt", "checkpoints/last.ckpt")
@@ -119,14 +119,14 @@ def prepare(args: list[str]) -> tuple[DictConfig, Resume]:
 def auto_resume(run_dir: Path, environ) -> tuple[str, Resume | None]:
     """What a job does in its run dir: "done" when SLURM requeued it after it completed, "resume"
     when SLURM requeued it (SLURM_RESTART_COUNT > 0: pre-empted, or timed out under submitit) and the
-    folder holds a checkpoint but no results.json, "fresh" otherwise. Requeued only: a user's new run
+    folder holds a checkpoint and no result (no results.json, or an interrupted one), "fresh" otherwise. Requeued only: a user's new run
     pointed at an old folder starts afresh, as it always did."""
     if int(environ.get("SLURM_RESTART_COUNT") or 0) < 1:
         return "fresh", None
     status = load(run_dir).status
     if status == COMPLETED:
         return "done", None
-    if status not in (MISSING, UNREADABLE):
+    if status not in (MISSING, UNREADABLE, INTERRUPTED):
         return "fresh", None  # it failed: start afresh, as a new submission would
     newest = newest_checkpoint(run_dir)
     if newest is None:

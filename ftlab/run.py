@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ftlab.callbacks import RESUME_FILE, ResumeState, RunRecorder
+from ftlab.callbacks import RESUME_FILE, ResumeState, RunInterrupted, RunRecorder
 from ftlab.config import build, build_each, checked, resolve_monitor
 from ftlab.cpu import tune_for_cpu_training
 from ftlab.errors import UserError
@@ -23,7 +23,7 @@ from ftlab.distributed import wrap_each_layer
 from ftlab.memory import MemoryRecorder, memory_report
 from ftlab.models.backbone import is_decoder
 from ftlab.models.module import ClassifierModule
-from ftlab.results import RESULTS_FILE, completed, git_commit, package_versions
+from ftlab.results import RESULTS_FILE, completed, git_commit, interrupted, package_versions
 from ftlab.resume import Resume, continue_logs
 from ftlab.rss import reset_peak_rss
 
@@ -190,7 +190,12 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     started = time.perf_counter()
     cfg = checked(cfg, choices)
     assembled = assemble(cfg, resume)
-    best_path, test_metrics = fit_and_test(cfg, assembled, resume)
+    try:
+        best_path, test_metrics = fit_and_test(cfg, assembled, resume)
+    except RunInterrupted as stop:  # a signal: resume.ckpt is written; say so in results.json
+        if assembled.trainer.is_global_zero:
+            interrupted(cfg.paths.output_dir, cfg, stop.signal_name, stop.step, choices or {}, overrides or [])
+        raise
     if not assembled.trainer.is_global_zero:  # under DDP every rank runs this function: rank 0 alone writes
         return {}
     return record(cfg, assembled, best_path, test_metrics, started, choices, overrides, resume)

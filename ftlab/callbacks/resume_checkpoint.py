@@ -38,7 +38,7 @@ class ResumeCheckpoint(Checkpoint):
         return self.dirpath / RESUME_FILE
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._step_due(trainer) and not _validation_or_epoch_end_follows(trainer):
+        if self._step_due(trainer) and not validation_or_epoch_end_follows(trainer):
             self._save(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -60,8 +60,13 @@ class ResumeCheckpoint(Checkpoint):
         self._last_step = trainer.global_step
         trainer.save_checkpoint(self.path, weights_only=False)
 
+    def save_now(self, trainer) -> None:
+        """At a clean point chosen by the caller (GracefulStop), whatever `every_n_steps` says."""
+        if self._last_step != trainer.global_step or not self.path.is_file():
+            self._save(trainer)
 
-def _validation_or_epoch_end_follows(trainer) -> bool:
+
+def validation_or_epoch_end_follows(trainer) -> bool:
     loop = trainer.fit_loop.epoch_loop
     if loop.batch_progress.is_last_batch:
         return True

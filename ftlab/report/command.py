@@ -71,13 +71,14 @@ def summary(coll: Collection, tables: dict[str, Table], report: Path) -> str:
     done = coll.with_status("completed")
     lines = [f"ftlab report: {len(coll.runs)} run folder(s): {len(done)} completed "
              f"({sum(len(g.runs) for g in coll.groups)} in {len(coll.groups)} group(s), {len(coll.excluded)} left out), "
-             f"{len(coll.with_status('failed'))} failed, {len(coll.with_status('unfinished', 'unreadable'))} unfinished"]
+             f"{len(coll.with_status('failed'))} failed, {len(coll.with_status('interrupted'))} interrupted, {len(coll.with_status('unfinished', 'unreadable'))} unfinished"]
     if coll.baseline:
         lines.append(f"paired tests against peft={coll.baseline} (p_t: paired t-test, p_W: Wilcoxon)")
     for metric in headline_metrics(coll, list(tables)):
         lines += ["", f"{title(metric)}, mean ± std over seeds, best in **bold**:", to_markdown(tables[metric])]
     for heading, items in (("left out", [(r, why) for r, why in coll.excluded]),
                            ("failed", [(r, r.reason) for r in coll.with_status("failed")]),
+                           ("interrupted", [(r, r.reason) for r in coll.with_status("interrupted")]),
                            ("unfinished", [(r, r.reason) for r in coll.with_status("unfinished", "unreadable")])):
         if items:
             lines += ["", f"{heading}:"] + [f"  {display_path(r.path, coll.roots)}: {why}" for r, why in items]

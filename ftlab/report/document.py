@@ -49,7 +49,7 @@ def report_markdown(coll: Collection, tables: dict[str, Table], links: dict, cur
     lines = ["# ftlab report", "",
              f"Runs under {roots}; written {datetime.datetime.now().isoformat(timespec='seconds')}.", "",
              f"{len(coll.runs)} run folder(s): {n_done} completed ({sum(len(g.runs) for g in coll.groups)} used in "
-             f"{len(coll.groups)} group(s), {len(coll.excluded)} left out), {len(coll.with_status('failed'))} failed, "
+             f"{len(coll.groups)} group(s), {len(coll.excluded)} left out), {len(coll.with_status('failed'))} failed, {len(coll.with_status('interrupted'))} interrupted, "
              f"{len(coll.with_status('unfinished', 'unreadable'))} unfinished.", "",
              "Each cell: mean ± sample std (ddof=1) over seeds, n = number of seeds; runs are averaged only when "
              "their resolved config (but the seed and the run's own paths), package versions and data hash agree. "
@@ -79,6 +79,8 @@ def report_markdown(coll: Collection, tables: dict[str, Table], links: dict, cur
     lines.append("")
     for heading, items in (("Left out", [(r, why) for r, why in coll.excluded]),
                            ("Failed runs", [(r, r.reason) for r in coll.with_status("failed")]),
+                           ("Interrupted runs (ftlab resume=<run dir> continues each)",
+                            [(r, r.reason) for r in coll.with_status("interrupted")]),
                            ("Unfinished runs", [(r, r.reason) for r in coll.with_status("unfinished", "unreadable")])):
         lines += [f"## {heading}", ""]
         lines += [f"- `{display_path(r.path, coll.roots)}`: {why}" for r, why in items] or ["none"]

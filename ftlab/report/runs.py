@@ -20,7 +20,7 @@ CELL_OVERRIDES = {"seed", "model", "peft", "dataset", "dataset.subset"}
 @dataclass
 class Run:
     path: Path
-    status: str  # completed | failed | unfinished | unreadable
+    status: str  # completed | failed | interrupted | unfinished | unreadable
     results: dict = field(default_factory=dict)
     reason: str = ""  # why a run is failed / unfinished / unreadable
     overrides: dict = field(default_factory=dict)  # Hydra task overrides, cell choices and seed removed
@@ -75,8 +75,8 @@ def load_run(run_dir: Path) -> Run:
     if not record.data:  # not JSON, not an object
         return Run(run_dir, "unreadable", reason=record.problem, mtime=mtime)
     run = Run(run_dir, "completed", record.data, overrides=_overrides(run_dir, record.data), mtime=mtime)
-    if record.status == records.FAILED:
-        run.status, run.reason = "failed", record.reason
+    if record.status in (records.FAILED, records.INTERRUPTED):
+        run.status, run.reason = record.status, record.reason
     elif record.status != records.COMPLETED or not isinstance(record.data.get("test"), dict):
         status = record.data.get("status", "unknown")
         run.status, run.reason = "unreadable", f"status {status!r}, no test metrics"

@@ -67,6 +67,15 @@ def _quiet_libraries() -> None:
         handler.addFilter(_DropAdverts())
 
 
+def record_failure_if_room(run_dir, cfg, err, user: bool, choices, overrides) -> None:
+    """The failed run's results.json, or a line saying why it could not be written (a full disk)."""
+    try:
+        record_failure(run_dir, cfg, err, user, choices, overrides)
+    except OSError as write_error:
+        print(f"  (results.json could not be written in {run_dir}: {write_error.strerror or write_error})",
+              file=sys.stderr)
+
+
 def stopped_message(stop, run_dir) -> str:
     return (f"stopped by {stop.signal_name} at step {stop.step}; the run is saved to continue exactly "
             f"(results.json: interrupted).\n  continue: ftlab resume={run_dir}")
@@ -113,14 +122,14 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         raise SystemExit(stop.exit_code) from None  # 128 + signal, as shells expect; a sweep stops too
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        record_failure(output_dir, cfg, err, True, choices, overrides)
+        record_failure_if_room(output_dir, cfg, err, True, choices, overrides)
         FAILED.append((str(output_dir), err.problem))
         return
     except Exception as err:
         if hc.mode.name != "MULTIRUN":
             raise  # a bug: keep the traceback
         traceback.print_exc()
-        record_failure(output_dir, cfg, err, False, choices, overrides)
+        record_failure_if_room(output_dir, cfg, err, False, choices, overrides)
         FAILED.append((str(output_dir), f"{type(err).__name__}: {err}"))
         return
     if not results:  # empty on DDP ranks other than 0
@@ -181,7 +190,7 @@ def resume_main(args: list[str]) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if resume.checked:  # it failed while training on: record it as any run does
-            record_failure(resume.run_dir, cfg, err, True, resume.choices, resume.overrides)
+            record_failure_if_room(resume.run_dir, cfg, err, True, resume.choices, resume.overrides)
         return 1
     if results:
         print(metrics_table(results))

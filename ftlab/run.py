@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ftlab.atomic import AtomicCheckpointIO, OutOfSpace, is_out_of_space, replaced_folder
 from ftlab.callbacks import RESUME_FILE, ResumeState, RunInterrupted, RunRecorder
 from ftlab.config import build, build_each, checked, resolve_monitor
 from ftlab.cpu import tune_for_cpu_training
@@ -45,14 +46,16 @@ def save_model(save: DictConfig, injector, model, tokenizer, output_dir: Path) -
     `export/`: merged into a plain transformers model, when asked and the method allows it."""
     saved = {}
     if save.model:
-        injector.save_pretrained(model, output_dir / "model")
-        tokenizer.save_pretrained(output_dir / "model")
+        with replaced_folder(output_dir / "model", "the trained weights (model/)") as folder:
+            injector.save_pretrained(model, folder)
+            tokenizer.save_pretrained(folder)
         saved["model"] = "model"
     if save.export:
         if not injector.can_merge:
             log.warning("save.export skipped: peft=%s cannot be merged into the base weights", injector.name)
         else:
-            injector.export(model, output_dir / "export", tokenizer)
+            with replaced_folder(output_dir / "export", "the merged model (export/)") as folder:
+                injector.export(model, folder, tokenizer)
             saved["export"] = "export"
     return saved
 
@@ -109,7 +112,8 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
     )
     if resume is not None:
         resume.check(module)  # a checkpoint of another model is refused before the run dir is touched
-    trainer = build(cfg, "trainer", callbacks=build_each(cfg, "callbacks"), logger=loggers or False)
+    trainer = build(cfg, "trainer", callbacks=build_each(cfg, "callbacks"), logger=loggers or False,
+                    **checkpoint_writer(cfg))
     for needed in (RunRecorder, ResumeState, MemoryRecorder):
         callback(trainer, needed)
     wrap_each_layer(trainer.strategy, model)
@@ -118,6 +122,13 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
     for logger in trainer.loggers:
         logger.log_hyperparams({"trainable_params": params.trainable, "total_params": params.total})
     return Assembled(injector, tokenizer, datamodule, model, module, trainer, params)
+
+
+def checkpoint_writer(cfg: DictConfig) -> dict:
+    """Checkpoints written whole or not at all (ftlab/atomic.py); FSDP keeps its own sharded writer."""
+    strategy = cfg.trainer.get("strategy")
+    target = strategy.get("_target_", "") if isinstance(strategy, DictConfig) else str(strategy)
+    return {} if "fsdp" in target.lower() else {"plugins": [AtomicCheckpointIO()]}
 
 
 def callback(trainer: L.Trainer, kind: type):
@@ -189,16 +200,22 @@ def run(cfg: DictConfig, choices: dict | None = None, overrides: list[str] | Non
     """check -> assemble -> fit and test -> record; returns results.json's content ({} off rank 0)."""
     started = time.perf_counter()
     cfg = checked(cfg, choices)
-    assembled = assemble(cfg, resume)
     try:
-        best_path, test_metrics = fit_and_test(cfg, assembled, resume)
-    except RunInterrupted as stop:  # a signal: resume.ckpt is written; say so in results.json
-        if assembled.trainer.is_global_zero:
-            interrupted(cfg.paths.output_dir, cfg, stop.signal_name, stop.step, choices or {}, overrides or [])
+        assembled = assemble(cfg, resume)
+        try:
+            best_path, test_metrics = fit_and_test(cfg, assembled, resume)
+        except RunInterrupted as stop:  # a signal: resume.ckpt is written; say so in results.json
+            if assembled.trainer.is_global_zero:
+                interrupted(cfg.paths.output_dir, cfg, stop.signal_name, stop.step, choices or {}, overrides or [])
+            raise
+        if not assembled.trainer.is_global_zero:  # under DDP every rank runs this function: rank 0 alone writes
+            return {}
+        return record(cfg, assembled, best_path, test_metrics, started, choices, overrides, resume)
+    except OSError as err:  # a write ftlab/atomic.py does not own (logs, the tokenizer's files)
+        if is_out_of_space(err):
+            folder = Path(err.filename).parent if err.filename else Path(cfg.paths.output_dir)
+            raise OutOfSpace(folder, None, "the run's files") from None
         raise
-    if not assembled.trainer.is_global_zero:  # under DDP every rank runs this function: rank 0 alone writes
-        return {}
-    return record(cfg, assembled, best_path, test_metrics, started, choices, overrides, resume)
 
 
 def metrics_table(results: dict) -> str:

@@ -17,7 +17,9 @@
 #   EnforcePartLimits=ALL: a job asking more than the partition has is refused, not queued forever;
 #   AuthInfo=cred_expire=30 and sched/bf_interval=5: a requeued job runs again after ~35 s, not ~3 min;
 #   slurmdbd + MariaDB: `sacct` works, so submitit sees job states (a cancelled job is noticed).
-# Environment: SLURM_PARTITION_MAXTIME (minutes, default 60), SLURM_START_TIMEOUT (s, default 60).
+# Environment: SLURM_PARTITION_MAXTIME (minutes, default 60), SLURM_START_TIMEOUT (s, default 60),
+# SLURM_NODE_CPUS (default: the machine's): more CPUs than the machine has lets more jobs run at once
+# (SlurmdParameters=config_overrides), for jobs that mostly wait, as the tests' requeued ones do.
 set -euo pipefail
 
 ETC=/etc/slurm
@@ -29,6 +31,7 @@ PARTITION=debug
 CLUSTER=ftlab
 MAXTIME=${SLURM_PARTITION_MAXTIME:-60}
 START_TIMEOUT=${SLURM_START_TIMEOUT:-60}
+NODE_CPUS=${SLURM_NODE_CPUS:-}
 PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd slurm-wlm-mysql-plugin mariadb-server)
 DB_PASS=ftlab-slurm                 # local only: MariaDB listens on its socket, slurmdbd on 127.0.0.1
 
@@ -68,6 +71,11 @@ write_config() {
   [ -n "$node_line" ] || die "slurmd -C printed no node description"
   cpus=$(sed -nE 's/(^|.* )CPUs=([0-9]+).*/\2/p' <<<"$node_line")
   mem=$(sed -nE 's/.*RealMemory=([0-9]+).*/\1/p' <<<"$node_line")
+  local overrides=""
+  if [ -n "$NODE_CPUS" ] && [ "$NODE_CPUS" != "$cpus" ]; then
+    [[ "$NODE_CPUS" =~ ^[1-9][0-9]*$ ]] || die "SLURM_NODE_CPUS=$NODE_CPUS: expected a number of CPUs"
+    cpus=$NODE_CPUS node_line="CPUs=$cpus RealMemory=$mem" overrides="SlurmdParameters=config_overrides"
+  fi
   mkdir -p "$ETC" "$STATE"/{ctld,d,log} "$RUN"
   chown slurm:slurm "$STATE"/ctld "$STATE"/log "$RUN"
   tmp=$(mktemp)
@@ -97,6 +105,7 @@ KillWait=5
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 DefMemPerCPU=$((mem / cpus))
+$overrides
 NodeName=$host NodeAddr=127.0.0.1 $node_line State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=$MAXTIME State=UP
 EOF
@@ -178,7 +187,7 @@ status() {
   for d in munge/munged:/run/munge/munged.pid slurmdbd:$RUN/slurmdbd.pid slurmctld:$RUN/slurmctld.pid slurmd:$RUN/slurmd.pid mariadbd:/run/mysqld/ftlab.pid; do
     if alive "${d#*:}"; then echo "${d%%:*}: running (pid $(cat "${d#*:}"))"; else echo "${d%%:*}: not running"; ok=1; fi
   done
-  command -v sinfo >/dev/null && sinfo -N -o "%P %N %T CPUs=%c memory=%mMB" 2>/dev/null || ok=1
+  command -v sinfo >/dev/null && sinfo -h -N -o "partition %P: node %N %T, %c CPUs, %m MB" 2>/dev/null || ok=1
   return $ok
 }
 

@@ -25,7 +25,7 @@ from ftlab.errors import InvalidChoice, NeedsCuda, UserError
 # target nodes and the runtime objects their builders are given (not config keys)
 TARGETS = {"model": set(), "dataset": set(), "data": {"source", "tokenizer", "seed"}, "peft": set(),
            "optimizer": {"params"}, "scheduler": {"optimizer", "num_training_steps"},
-           "trainer": {"callbacks", "logger"}}
+           "trainer": {"callbacks", "logger", "plugins"}}
 MAPPINGS = ("logger", "callbacks")  # a mapping of target nodes each
 
 

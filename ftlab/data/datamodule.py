@@ -21,6 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from ftlab.atomic import OutOfSpace, is_out_of_space
 from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler, ResumableDataLoader
 from ftlab.data.sources.base import SPLITS, DataSource
 from ftlab.data.task import TaskSpec
@@ -144,8 +145,12 @@ class TextClassificationDataModule(L.LightningDataModule):
             tokenized.save_to_disk(str(tmp / "data"))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
             os.replace(tmp, path)  # atomic: a concurrent job either sees a complete entry or none
-        except OSError:
-            if not (path / "meta.json").is_file():
+        except OSError as err:
+            if is_out_of_space(err):
+                raise OutOfSpace(self.cache_root, None, "the tokenization cache",
+                                 "free space there, or point FTLAB_CACHE_DIR (paths.cache_dir) at a folder "
+                                 "with room") from None
+            if not (path / "meta.json").is_file():  # else a concurrent run renamed its entry first
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -165,13 +170,31 @@ class TextClassificationDataModule(L.LightningDataModule):
         if self.cache_hit is None and (self.cache_path() / "meta.json").is_file():
             self.cache_hit = True
         self.prepare_data()
-        path = self.cache_path()
-        self.splits = self._subsample(datasets.load_from_disk(str(path / "data")))
-        self.meta = json.loads((path / "meta.json").read_text())
+        try:
+            splits, self.meta = self._read_cache()
+        except Exception as err:  # derived data: a damaged entry is discarded and built again
+            log.warning("tokenization cache entry %s cannot be read (%s: %s): rebuilding it",
+                        self.cache_path(), type(err).__name__, str(err).splitlines()[0][:120] if str(err) else "")
+            shutil.rmtree(self.cache_path(), ignore_errors=True)
+            self.cache_hit = False
+            self.prepare_data()
+            splits, self.meta = self._read_cache()
+        self.splits = self._subsample(splits)
         if any(self.max_examples.values()):
             self.meta["subsampled"] = {s: len(self.splits[s]) for s in SPLITS}
         self.setup_seconds = time.perf_counter() - start
         log.info("data ready in %.2fs (%s): %s", self.setup_seconds, "cache hit" if self.cache_hit else "tokenized", self.meta["split_sizes"])
+
+    def _read_cache(self) -> tuple[datasets.DatasetDict, dict]:
+        """The entry's splits and meta, checked against each other: a truncated arrow file fails to
+        open here (its record batches are located on open), a garbled meta.json fails to parse."""
+        path = self.cache_path()
+        meta = json.loads((path / "meta.json").read_text())
+        splits = datasets.load_from_disk(str(path / "data"))
+        for split in SPLITS:
+            if len(splits[split]) != meta["split_sizes"][split]:
+                raise ValueError(f"split {split} has {len(splits[split])} rows, meta.json says {meta['split_sizes'][split]}")
+        return splits, meta
 
     def _subsample(self, splits: datasets.DatasetDict) -> datasets.DatasetDict:
         """A random subset of each split capped by `max_examples`, drawn with `subsample_seed` (not the

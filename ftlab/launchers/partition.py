@@ -91,7 +91,8 @@ def query(name: str | None) -> Partition:
     """The partition `name` (None: the cluster's default one), as the controller describes it now."""
     missing = missing_commands()
     if missing:
-        raise UserError(f"hydra/launcher=slurm needs SLURM's commands and {', '.join(missing)} is not on PATH",
+        raise UserError(f"hydra/launcher=slurm needs SLURM's commands, and {', '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not on PATH",
                         "run the sweep where SLURM is installed (a login node; `module load slurm` on some "
                         f"clusters), or try it here: sudo {LOCAL_CLUSTER}; hydra/launcher=local needs no SLURM")
     partitions = {}
@@ -160,8 +161,9 @@ def fit(request: dict, partition: Partition, accelerator: str = "cpu", devices=1
     if out.get("cpus_per_task") == AUTO:
         out["cpus_per_task"] = max(1, min(DEFAULTS["cpus_per_task"], big.cpus // tasks))
     cpus = int(out.get("cpus_per_task") or 1) * tasks
-    if out.get("mem_gb") == AUTO:  # the node's memory in proportion to the CPUs taken, at most 32 GB
-        out["mem_gb"] = max(1, min(DEFAULTS["mem_gb"], int(big.mem_mb * min(cpus, big.cpus) / big.cpus) // 1024))
+    if out.get("mem_gb") == AUTO:  # the node's memory in proportion to the CPUs (or GPUs) taken, at most 32 GB
+        share = max(min(cpus, big.cpus) / big.cpus, min(gpus or 0, big.gpus) / big.gpus if big.gpus else 0)
+        out["mem_gb"] = max(1, min(DEFAULTS["mem_gb"], int(big.mem_mb * share) // 1024))
     if out.get("timeout_min") == AUTO:
         out["timeout_min"] = int(min(DEFAULTS["timeout_min"], partition.max_time_min))
     mem_mb = int(out["mem_gb"]) * 1024 if out.get("mem_gb") else 0

@@ -1,32 +1,41 @@
-"""Fault injection the tests control: a callback that sends this process a signal at a chosen
-point of training, named in the config (`+callbacks.fault._target_=support.faults.SendSignal`), so
-the fault matrix stops runs at exact steps rather than after a guessed time."""
+"""Fault injection the tests control: callbacks named in the config (`+callbacks.fault._target_=
+support.faults.SendSignal`) that stop or starve a run at an exact point of training, rather than
+after a guessed time. Each fires once per run folder (a marker file), so the resumed run, which
+has the same callbacks in its saved config, goes on undisturbed."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
 
-class SendSignal(L.Callback):
-    """`at`: "step" (after optimizer step `step`, mid-epoch), "validation" (inside the validation
-    that follows step `step`), "checkpoint" (while the checkpoint at step `step` is being written).
-    Fires once per process; a resumed process past `step` never fires."""
+class _Once(L.Callback):
+    def __init__(self, dirpath: str, step: int):
+        self.marker, self.step = Path(dirpath) / "fault.fired", step
 
-    def __init__(self, name: str = "SIGTERM", at: str = "step", step: int = 3):
-        self.signum, self.at, self.step = getattr(signal, name), at, step
-        self.fired = False
+    def _due(self, trainer) -> bool:
+        if trainer.global_step != self.step or self.marker.exists():
+            return False
+        self.marker.touch()
+        return True
+
+
+class SendSignal(_Once):
+    """`at`: "step" (after optimizer step `step`, mid-epoch), "validation" (inside the validation
+    that follows step `step`), "checkpoint" (while the first checkpoint at step `step` is written)."""
+
+    def __init__(self, dirpath: str, name: str = "SIGTERM", at: str = "step", step: int = 3):
+        super().__init__(dirpath, step)
+        self.signum, self.at = getattr(signal, name), at
 
     def _fire(self, trainer) -> None:
-        if not self.fired and trainer.global_step == self.step:
-            self.fired = True
+        if self._due(trainer):
             os.kill(os.getpid(), self.signum)
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.fired = trainer.global_step >= self.step  # a resumed run does not stop again
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.at == "step":
@@ -39,3 +48,14 @@ class SendSignal(L.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if self.at == "checkpoint":
             self._fire(trainer)
+
+
+class FillDisk(_Once):
+    """After optimizer step `step`, fill the run folder's file system (a small tmpfs in the tests)
+    with `<run dir>/filler`, so that the next checkpoint finds no room."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._due(trainer):
+            free = shutil.disk_usage(self.marker.parent).free
+            with open(self.marker.parent / "filler", "wb") as f:
+                f.write(b"\0" * max(free - 4096, 0))

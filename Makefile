@@ -4,6 +4,9 @@
 # make bench: ftlab vs the HF Trainer and a plain PyTorch loop (about 15 min; run it on a quiet machine),
 #             writes bench/results/<date>.json and .md. Options (bench/README.md):
 #             make bench BENCH_ARGS="--reps 5 --steps 30"; BENCH_ARGS=--quick for a one-minute smoke run
+# make slurm-up / slurm-down: a one-node SLURM cluster on this machine for hydra/launcher=slurm (root,
+#             Debian/Ubuntu; installs the packages when missing): tools/slurm_cluster.sh start / stop.
+#             make test starts it itself for tests/test_slurm.py (skipped, with the reason, where it cannot)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +16,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install install-smollm2 run test test-all bench clean
+.PHONY: install install-smollm2 run test test-all bench clean slurm-up slurm-down
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +42,12 @@ test-all: install-smollm2
 
 bench: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m bench.run $(BENCH_ARGS)
+
+slurm-up:
+	tools/slurm_cluster.sh start
+
+slurm-down:
+	tools/slurm_cluster.sh stop
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

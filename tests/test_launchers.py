@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 from hydra import compose as hydra_compose
@@ -162,6 +164,16 @@ def test_slurm_commands_missing_and_durations_and_gres(monkeypatch):
         [math.inf, 30, 5.5, 60, 2880, 2160]
     gpus = slurm_partition.gpu_count
     assert [gpus(g) for g in ("(null)", "gpu:4", "gpu:a100:4(S:0-1)", "gpu:a100:2,gpu:v100:2,shard:8")] == [0, 4, 4, 4]
+
+
+def test_without_slurm_commands_a_slurm_sweep_is_refused(tmp_path):
+    env = {"PATH": str(Path(sys.executable).parent)}  # the venv only: no sbatch, sinfo, ...
+    proc = run_cli("-m", "hydra/launcher=slurm", *TINY, "dataset=acl_sup", "seed=1,2",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
+    assert "needs SLURM's commands, and sbatch, scontrol, sinfo, sacct are not on PATH" in out
+    assert "tools/slurm_cluster.sh start" in out and not (tmp_path / "sweep").exists()  # nothing left behind
 
 
 def test_local_launcher_config(tmp_path):

@@ -3,7 +3,8 @@ tools/slurm_cluster.sh (root; it installs the packages when missing): a sweep as
 a point that fails at run time, `ftlab report` on it, a job requeued mid-run (`scontrol requeue`)
 and one signalled before its time limit, both resuming from their own checkpoint to the
 uninterrupted run's metrics, a job cancelled from outside, DDP as one job with two tasks, and
-requests refused before submission. Skipped, with the reason, where the cluster cannot start.
+requests refused before submission. Skipped, with the reason, where the cluster cannot start
+(not root, no apt-get, the script fails), unless FTLAB_REQUIRE_SLURM=1 (.ci/run sets it).
 
 Every scenario is started at once by the `ran` fixture and each test checks its own: most of the
 time is SLURM's (a requeued job waits ~35 s to run again), so side by side the module takes about
@@ -12,6 +13,7 @@ the jobs mostly wait, and a frozen one (below) must not keep the others queued."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -52,18 +54,23 @@ def wait_for(what: str, check, timeout: float = 400, every: float = 0.1):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def cannot_run(reason: str):
+    """Skip, with the reason; FTLAB_REQUIRE_SLURM=1 (CI: root on Debian) makes it a failure."""
+    (pytest.fail if os.environ.get("FTLAB_REQUIRE_SLURM") == "1" else pytest.skip)(reason)
+
+
 @pytest.fixture(scope="session")
 def cluster():
     if os.geteuid() != 0:
-        pytest.skip("SLURM tests need root: tools/slurm_cluster.sh installs packages and starts daemons")
+        cannot_run("SLURM tests need root: tools/slurm_cluster.sh installs packages and starts daemons")
     if not any(os.access(f"/usr/bin/{c}", os.X_OK) for c in ("apt-get", "sbatch")):
-        pytest.skip("SLURM tests need apt-get (Debian/Ubuntu) to install SLURM, or SLURM installed")
+        cannot_run("SLURM tests need apt-get (Debian/Ubuntu) to install SLURM, or SLURM installed")
     was_up = subprocess.run([SCRIPT, "status"], capture_output=True).returncode == 0
     started = time.monotonic()
     env = {**os.environ, "SLURM_NODE_CPUS": str(max(4, os.cpu_count() or 1))}
     proc = subprocess.run([SCRIPT, "start"], capture_output=True, text=True, timeout=600, env=env)
     if proc.returncode != 0:
-        pytest.skip(f"tools/slurm_cluster.sh start failed: {(proc.stderr or proc.stdout).strip()[-600:]}")
+        cannot_run(f"tools/slurm_cluster.sh start failed: {(proc.stderr or proc.stdout).strip()[-600:]}")
     print(f"\ncluster up in {time.monotonic() - started:.1f}s: {proc.stderr.strip()}")
     yield
     if not was_up:
@@ -106,23 +113,18 @@ def results(folder: Path) -> dict:
 
 
 def job_process(job: str) -> int:
-    """The pid of the job's Python (the task submitit runs under srun)."""
-    array, _, index = job.partition("_")
-    wanted = [f"SLURM_ARRAY_JOB_ID={array}", f"SLURM_ARRAY_TASK_ID={index}"] if index else [f"SLURM_JOB_ID={job}"]
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmd, env = (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"submitit.core._submit" in cmd and all(w.encode() in env for w in wanted):
-            return int(proc.name)
-    return 0
+    """The pid of the job's Python: task 0 of step 0 (the batch step runs the srun that starts it)."""
+    rows = [row.split() for row in slurm("scontrol", "listpids", job).splitlines()[1:]]
+    return next((int(row[0]) for row in rows if row[2:4] == ["0", "0"]), 0)
 
 
-def usr2_pending(pid: int) -> bool:
-    status = Path(f"/proc/{pid}/status").read_text()
-    pending = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd", "ShdPnd"))]
-    return any(p & USR2_PENDING for p in pending)
+def process_state(pid: int) -> tuple[str, int]:
+    """(state letter, pending signal mask) of a process; ("", 0) once it is gone."""
+    try:
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    except OSError:
+        return "", 0
+    return status["State"].strip()[:1], int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
 
 
 def sweep_with_a_failing_point(root):
@@ -131,35 +133,39 @@ def sweep_with_a_failing_point(root):
     return ran
 
 
-def requeued(root):
-    """`scontrol requeue` once the job has a step checkpoint: SLURM kills it and runs it again."""
-    sweep = Sweep(root, "requeued", *RESUMABLE)
-    job, run_dir = sweep.job(), sweep.run_dir()
-    wait_for("a step checkpoint", lambda: (run_dir / "checkpoints" / "resume.ckpt").is_file(), every=0.05)
+def requeue(job: str) -> dict:
+    """`scontrol requeue`: SLURM stops the job (SIGTERM) and runs it again."""
     slurm("scontrol", "requeue", job)
-    asked = time.monotonic()
-    wait_for("the resumed job", lambda: "resuming" in (run_dir / "ftlab.log").read_text(), timeout=300, every=0.5)
-    return {**sweep.finish(), "job": job, "run_dir": run_dir, "latency": time.monotonic() - asked}
+    return {}
 
 
-def signalled(root):
+def freeze_until_signalled(job: str) -> dict:
     """A 2-minute limit with --signal=USR2@45: SLURM signals 45-75 s into the job (it checks limits
-    every 30 s). The job is frozen (SIGSTOP) once it has a step checkpoint, so that it is still
-    mid-run when the signal comes, without training for a minute; it is let go when the signal is
-    pending, and submitit requeues it as timed out."""
-    sweep = Sweep(root, "signalled", *RESUMABLE, "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=45")
-    job, run_dir = sweep.job(), sweep.run_dir()
-    wait_for("a step checkpoint", lambda: (run_dir / "checkpoints" / "resume.ckpt").is_file(), every=0.05)
+    every 30 s). The job is frozen (SIGSTOP) meanwhile, so that it is still mid-run when the signal
+    comes without training for a minute; SLURM sends SIGCONT with its signal (the job may be running
+    again, or gone, when this looks), and submitit requeues it as timed out."""
     pid = wait_for("the job's process", lambda: job_process(job))
     os.kill(pid, signal.SIGSTOP)
-    frozen = time.monotonic()
+    stopped_at = time.monotonic()
     try:
-        wait_for("SLURM's USR2", lambda: usr2_pending(pid), timeout=150, every=0.2)
+        wait_for("the job to stop", lambda: process_state(pid)[0] in ("T", ""), every=0.01)
+        wait_for("SLURM's USR2", lambda: process_state(pid)[0] != "T" or process_state(pid)[1] & USR2_PENDING,
+                 timeout=150, every=0.2)
     finally:
-        os.kill(pid, signal.SIGCONT)
-    signalled_after = time.monotonic() - frozen
-    wait_for("the resumed job", lambda: "resuming" in (run_dir / "ftlab.log").read_text(), timeout=300, every=0.5)
-    return {**sweep.finish(), "job": job, "run_dir": run_dir, "frozen_for": signalled_after}
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    return {"frozen_for": time.monotonic() - stopped_at}
+
+
+def interrupted(root, name, interrupt, *args):
+    """A job interrupted once it has a step checkpoint, until its next attempt resumes and ends."""
+    sweep = Sweep(root, name, *RESUMABLE, *args)
+    job, run_dir = sweep.job(), sweep.run_dir()
+    wait_for("a step checkpoint", lambda: (run_dir / "checkpoints" / "resume.ckpt").is_file(), every=0.05)
+    facts, asked = interrupt(job), time.monotonic()
+    wait_for("the resumed job", lambda: "resuming" in (run_dir / "ftlab.log").read_text(), every=0.5)
+    facts["latency"] = time.monotonic() - asked  # to the next attempt's "resuming" line
+    return {**sweep.finish(), **facts, "job": job, "run_dir": run_dir}
 
 
 def cancelled(root):
@@ -182,11 +188,10 @@ def local(root, name, *args):
     return results(root / name)
 
 
-def refused(root, name, *args, env=None):
+def refused(root, name, *args):
     """A sweep refused before submission: its own job name, to show SLURM never saw a job of it."""
-    proc = run_cli(*LAUNCH, *TINY, "dataset=acl_sup", f"hydra.sweep.dir={root / name}",
-                   f"hydra.job.name={name}", *args, env=env)
-    jobs = "" if env else slurm("sacct", "--noheader", "-X", f"--name={name}", "-S", "now-10minutes", "-o", "JobID")
+    proc = run_cli(*LAUNCH, *TINY, "dataset=acl_sup", f"hydra.sweep.dir={root / name}", f"hydra.job.name={name}", *args)
+    jobs = slurm("sacct", "--noheader", "-X", f"--name={name}", "-S", "now-10minutes", "-o", "JobID")
     return {"proc": proc, "folder": (root / name).exists(), "jobs": jobs.strip()}
 
 
@@ -206,7 +211,9 @@ def ran(cluster, tmp_path_factory):
     cpus = int(slurm("sinfo", "--noheader", "--Node", "-o", "%c").split()[0])
     started = time.monotonic()
     scenarios = {
-        "signalled": (signalled, root), "requeued": (requeued, root), "cancelled": (cancelled, root),
+        "signalled": (interrupted, root, "signalled", freeze_until_signalled, "hydra.launcher.timeout_min=2",
+                      "hydra.launcher.signal_delay_s=45"),
+        "requeued": (interrupted, root, "requeued", requeue), "cancelled": (cancelled, root),
         "sweep": (sweep_with_a_failing_point, root), "ddp": (ddp, root),
         "reference": (local, root, "reference", *RESUMABLE),
         "ddp_single": (local, root, "ddp_single", *DDP_COMMON, "data.batch_size=8", "data.eval_batch_size=16"),
@@ -215,9 +222,14 @@ def ran(cluster, tmp_path_factory):
                     "hydra.launcher.mem_gb=100000", "hydra.launcher.timeout_min=100000", "hydra.launcher.gpus_per_node=1"),
         "dry_run": (refused, root, "dry_run", "peft=houlsby", "peft.reduction_factor=4,64", "hydra.launcher.dry_run=true"),
     }
+    first = ("signalled", "requeued", "cancelled", "sweep", "ddp")  # SLURM's waits start as soon as they submit
     try:
         with ThreadPoolExecutor(len(scenarios)) as pool:
-            futures = {name: pool.submit(*spec) for name, spec in scenarios.items()}
+            futures = {name: pool.submit(*scenarios[name]) for name in first}
+            with contextlib.suppress(AssertionError):  # the CPU-only rest starts once those are queued
+                wait_for("the sweeps to submit", lambda: len(LAUNCHED) == len(first) and all(
+                    any((s.dir / ".submitit").glob("*/*_submitted.pkl")) for s in LAUNCHED), timeout=180, every=1)
+            futures.update({name: pool.submit(*spec) for name, spec in scenarios.items() if name not in first})
             out = {name: future.exception() or future.result() for name, future in futures.items()}
     finally:
         for sweep in LAUNCHED:
@@ -231,15 +243,12 @@ def test_a_sweep_is_one_job_array_and_a_failing_point_fails_alone(ran):
     sweep = ran["sweep"]
     assert sweep["rc"] == 1 and "Traceback" not in sweep["out"], sweep["out"][-3000:]
     assert "1 job(s) failed" in sweep["out"] and "peft.reduction_factor=64 is larger than the hidden size 32" in sweep["out"]
-    records = {p.parent.name: results(p.parent) for p in sweep["dir"].glob("*/results.json")}
-    assert sorted(records) == [f"{i}_tiny_bert_acl_sup_houlsby_s42" for i in range(4)]  # a folder each
-    assert [records[f"{i}_tiny_bert_acl_sup_houlsby_s42"]["status"] for i in range(4)] == ["completed"] * 3 + ["failed"]
-    assert [records[f"{i}_tiny_bert_acl_sup_houlsby_s42"]["config"]["peft"]["reduction_factor"] for i in range(3)] == [2, 4, 8]
-    jobs = sorted(p.name for p in (sweep["dir"] / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
-    array = jobs[0].split("_")[0]
-    assert jobs == [f"{array}_{i}" for i in range(4)]  # one array, one task per point
+    records = [results(sweep["dir"] / f"{i}_tiny_bert_acl_sup_houlsby_s42") for i in range(4)]  # a folder each
+    assert [(r["status"], r["config"]["peft"]["reduction_factor"]) for r in records] == \
+        [("completed", 2), ("completed", 4), ("completed", 8), ("failed", 64)]
+    array = next(p.name for p in (sweep["dir"] / ".submitit").iterdir() if p.name.isdigit())
     states = slurm("sacct", "--noheader", "-X", "-j", array, "-o", "JobID%20,State").split()
-    assert states == [x for i in range(4) for x in (f"{array}_{i}", "COMPLETED")], states
+    assert states == [x for i in range(4) for x in (f"{array}_{i}", "COMPLETED")], states  # one array, 4 tasks
 
 
 def test_the_report_tables_the_sweep_and_lists_the_failed_point(ran):
@@ -257,24 +266,24 @@ def test_an_interrupted_job_resumes_from_its_checkpoint_to_the_same_metrics(ran,
     run, reference = ran[name], ran["reference"]
     assert run["rc"] == 0 and "Traceback" not in run["out"], run["out"][-3000:]
     resumed = results(run["run_dir"])
-    print(f"\n{name}: resumed from {resumed['resumed_from']}; " +
-          (f"requeue to resume {run['latency']:.0f}s" if name == "requeued" else f"signal after {run['frozen_for']:.0f}s frozen"))
+    print(f"\n{name}: resumed from {resumed['resumed_from']}, {run['latency']:.0f}s after the interruption" +
+          (f" (the signal came {run['frozen_for']:.0f}s into the freeze)" if "frozen_for" in run else ""))
     assert resumed["resumed_from"]["checkpoint"] == "checkpoints/resume.ckpt"
     assert 0 < resumed["resumed_from"]["global_step"] < STEPS
     assert resumed["test"] == reference["test"] and resumed["history"] == reference["history"]
     assert resumed["val"] == reference["val"] and resumed["timing"]["train_samples"] == reference["timing"]["train_samples"]
     states = slurm("sacct", "--noheader", "-X", "--duplicates", "-j", run["job"], "-o", "State").split()
     assert states[0] == "REQUEUED" and states[-1] == "COMPLETED", states
-    if name == "signalled":
+    if name == "signalled":  # submitit took SLURM's signal for the time limit's, and requeued the job itself
         log = next((run["dir"] / ".submitit" / run["job"]).glob("*_0_log.err")).read_text()
-        assert "this job is timed-out" in log and "Requeued job" in log
+        assert "Caught signal SIGUSR2" in log and "this job is timed-out" in log
 
 
 def test_a_job_cancelled_from_outside_ends_the_command_with_its_reason(ran):
     run = ran["cancelled"]
     assert run["rc"] == 1 and "Traceback" not in run["out"], run["out"][-3000:]
     print(f"\ncancelled: the command ended {run['ended'] - run['asked']:.0f}s after scancel")
-    assert run["ended"] - run["asked"] < 90
+    assert run["ended"] - run["asked"] < 150  # submitit alone, without accounting: never
     assert f"SLURM job {run['job']} ended CANCELLED" in run["out"] and "scancel" in run["out"]
     record = results(run["run_dir"])
     assert record["status"] == "failed" and record["error"]["type"] == "SlurmJobEnded"
@@ -318,14 +327,5 @@ def test_a_dry_run_lists_jobs_request_and_memory_without_submitting(ran):
     assert "dry run, nothing submitted: 2 job(s)" in out and "1 CPU(s) per task, 2 GB per node, no GPU" in out
     assert "--cpus-per-task=1" in out and "--mem=2GB" in out and "--time=5" in out and "--gpus" not in out
     assert re.search(r"^\s+0\s+\d+\.\d+ GiB\s+peft.reduction_factor=4$", out, re.M), out
-    assert "this job would fail: peft.reduction_factor=64 is larger than the hidden size 32" in out
+    assert "its model does not build here: peft.reduction_factor=64 is larger than the hidden size 32" in out
     assert not case["folder"] and case["jobs"] == ""
-
-
-def test_without_slurm_commands_a_slurm_sweep_is_refused(tmp_path):
-    env = {"PATH": str(Path(sys.executable).parent)}  # the venv only: no sbatch, sinfo, ...
-    case = refused(tmp_path, "no_slurm", "seed=1,2", env=env)
-    out = case["proc"].stdout + case["proc"].stderr
-    assert case["proc"].returncode == 1 and "Traceback" not in out, out[-3000:]
-    assert "needs SLURM's commands, and sbatch, scontrol, sinfo, sacct are not on PATH" in out
-    assert "tools/slurm_cluster.sh start" in out and not case["folder"]

@@ -152,7 +152,7 @@ start_mariadb() {
   mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >"$STATE/log/mariadb-install.log" 2>&1
   (setsid /usr/sbin/mariadbd --user=mysql --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.sock \
-     --pid-file=/run/mysqld/ftlab.pid --skip-networking --log-error=/var/log/mysql/error.log </dev/null >/dev/null 2>&1 &)
+     --pid-file=/run/mysqld/ftlab.pid --skip-networking --log-error=/var/lib/mysql/ftlab-error.log </dev/null >/dev/null 2>&1 &)
   wait_for mariadb mysqladmin --socket=/run/mysqld/mysqld.sock ping
   mariadb --socket=/run/mysqld/mysqld.sock <<EOF
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;

@@ -12,6 +12,7 @@ the monitored metric against the dataset's task).
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -136,7 +137,9 @@ def check_builders(cfg: DictConfig) -> None:
             build(cfg, "scheduler")(optimizer, num_training_steps=100)
     logger, previous = _quiet_trainer_init()
     try:
-        build(cfg, "trainer", callbacks=[], logger=False)
+        with warnings.catch_warnings():  # ("srun is available but not used": the run's own Trainer says it)
+            warnings.simplefilter("ignore")
+            build(cfg, "trainer", callbacks=[], logger=False)
     finally:
         logger.setLevel(previous)
     probe = cfg.copy()

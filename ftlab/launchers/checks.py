@@ -16,6 +16,7 @@ prints its traceback and exits 1 too, rather than submitting an unchecked sweep.
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 
@@ -24,8 +25,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ftlab.errors import UserError
 from ftlab.launchers import partition as slurm_partition
+from ftlab.launchers.plan import describe, dry_run_text
 from ftlab.launchers.slurm import register
 
+log = logging.getLogger(__name__)
 FITTED = ("cpus_per_task", "mem_gb", "gpus_per_node", "timeout_min", "tasks_per_node", "nodes")
 PER_SWEEP = ("trainer", "trainer.devices", "trainer.num_nodes", "trainer.accelerator")  # they set the request
 
@@ -83,8 +86,7 @@ class SlurmChecks(Callback):
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.launcher.update(request)
         if config.hydra.launcher.get("dry_run"):
-            from ftlab.launchers.plan import dry_run_text
-
             params = OmegaConf.to_container(config.hydra.launcher, resolve=True)
             print(dry_run_text(params, part, request, points))
             raise SystemExit(0)
+        log.info("SLURM request per job: %s", describe(request, part.name))

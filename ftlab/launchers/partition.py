@@ -21,7 +21,8 @@ REQUIRED = ("sbatch", "scontrol", "sinfo", "sacct")  # submit, read the partitio
 AUTO = "auto"
 DEFAULTS = {"cpus_per_task": 4, "mem_gb": 32, "timeout_min": 240}  # what `auto` asks where it fits
 GPU_ACCELERATORS = ("gpu", "cuda")
-LOCAL_CLUSTER = "tools/slurm_cluster.sh start"
+LOCAL_CLUSTER = "sudo tools/slurm_cluster.sh start (in ftlab's source checkout)"  # a one-node cluster here
+FROM_TRAINER = {"tasks_per_node": "trainer.devices", "nodes": "trainer.num_nodes"}  # slurm.yaml's interpolations
 
 
 @dataclass
@@ -56,7 +57,7 @@ def _slurm(*args: str) -> str:
     if proc.returncode != 0:
         message = (proc.stderr or proc.stdout).strip().splitlines()
         raise UserError(f"`{' '.join(args)}` failed: {message[-1] if message else f'exit {proc.returncode}'}",
-                        f"check that the SLURM controller is up (scontrol ping); on this machine: {LOCAL_CLUSTER}")
+                        f"check that the SLURM controller is up (scontrol ping); a cluster on this machine: {LOCAL_CLUSTER}")
     return proc.stdout
 
 
@@ -94,7 +95,7 @@ def query(name: str | None) -> Partition:
         raise UserError(f"hydra/launcher=slurm needs SLURM's commands, and {', '.join(missing)} "
                         f"{'is' if len(missing) == 1 else 'are'} not on PATH",
                         "run the sweep where SLURM is installed (a login node; `module load slurm` on some "
-                        f"clusters), or try it here: sudo {LOCAL_CLUSTER}; hydra/launcher=local needs no SLURM")
+                        f"clusters), or try it on this machine: {LOCAL_CLUSTER}; hydra/launcher=local needs no SLURM")
     partitions = {}
     for line in _slurm("scontrol", "show", "partition", "--oneliner").splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
@@ -139,11 +140,16 @@ def wants_gpus(accelerator: str, devices, partition: Partition) -> int | None:
 
 def _checked(key: str, value):
     """auto, null (SLURM's default) or a whole number: the launcher's config is not typed, so say so here."""
-    if value == AUTO or (value is None and key not in ("tasks_per_node", "nodes", "timeout_min")):
+    if key in FROM_TRAINER:  # ${trainer.devices}, ${trainer.num_nodes}: a job needs the number
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"{FROM_TRAINER[key]}={value!r}: a SLURM job needs a number here "
+                            f"({'tasks per node, one per device' if key == 'tasks_per_node' else 'nodes'})",
+                            f"{FROM_TRAINER[key]}=<a number>, e.g. {FROM_TRAINER[key]}=1; nothing was submitted")
+        return value
+    if value == AUTO or (value is None and key != "timeout_min"):
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "gpus_per_node" else 1):
-        allowed = "auto, null or " if key in ("cpus_per_task", "mem_gb", "gpus_per_node") else \
-            "auto or " if key == "timeout_min" else ""
+        allowed = "auto or " if key == "timeout_min" else "auto, null or "
         raise UserError(f"hydra.launcher.{key}={value!r}: expected {allowed}a positive whole number",
                         f"hydra.launcher.{key}=<{allowed}a number>; nothing was submitted")
     return value
@@ -157,7 +163,7 @@ def fit(request: dict, partition: Partition, accelerator: str = "cpu", devices=1
     out["gpus_per_node"] = gpus or None
     able = [n for n in partition.nodes if n.gpus >= (gpus or 0)] or partition.nodes
     big = max(able, key=lambda n: (n.cpus, n.mem_mb))
-    tasks, nodes = int(out.get("tasks_per_node") or 1), int(out.get("nodes") or 1)
+    tasks, nodes = out.get("tasks_per_node", 1), out.get("nodes", 1)
     if out.get("cpus_per_task") == AUTO:
         out["cpus_per_task"] = max(1, min(DEFAULTS["cpus_per_task"], big.cpus // tasks))
     cpus = int(out.get("cpus_per_task") or 1) * tasks

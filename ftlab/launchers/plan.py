@@ -78,7 +78,7 @@ def dry_run_text(params: dict, partition, request: dict, job_overrides: Sequence
         over = "  (more than the job's --mem)" if device == "cpu" and asked and total and total > asked else ""
         lines.append(f"{idx:>4}  {memory:>15}  {label}{over}")
         if problem:
-            lines.append(f"      this job would fail: {problem}")
+            lines.append(f"      its model does not build here: {problem}")
     where = "GPU memory per device" if device == "cuda" else "host memory, part of --mem"
     lines.append(f"memory estimate: weights, gradients, optimizer states and activations ({where}; "
                  "`ftlab estimate <overrides>` details it); Python, torch and the data come on top")

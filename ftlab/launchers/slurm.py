@@ -4,8 +4,11 @@ submitit's launcher raises at the first job that SLURM ended without a result (s
 memory, node failure, time-outs beyond max_num_timeout): the command ends in a traceback and stops
 waiting for the others. Here such a job is written as a failed run in its own folder instead, so
 the other jobs are still waited for, the command exits 1 naming it (ftlab.cli's SweepFailures) and
-`ftlab report` lists it. The request arrives already fitted to the partition (checks.py, before
-the sweep folder exists).
+`ftlab report` lists it. And a job that stopped on SLURM's SIGTERM because SLURM requeued it
+(`scontrol requeue`, pre-emption) has recorded itself as interrupted and left a result; its real
+result is the next attempt's, which continues from its checkpoint (ftlab/resume.py), so that one is
+waited for. The request arrives already fitted to the partition (checks.py, before the sweep
+folder exists).
 
 Hydra instantiates launchers only from the `hydra_plugins` namespace: `register()` (called by the
 checks callback that slurm.yaml installs) enters this class under `TARGET`; the pickled jobs refer
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +39,9 @@ FIXES = {"CANCELLED": "it was cancelled from outside (scancel): run that point a
          "OUT_OF_MEMORY": "raise hydra.launcher.mem_gb (`ftlab estimate <overrides>` gives the training memory)",
          "TIMEOUT": "raise hydra.launcher.timeout_min, or set checkpoint_every_n_steps=N and max_num_timeout",
          "NODE_FAIL": "run that point again (SLURM lost its node)"}
+UNDERWAY = ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RUNNING", "CONFIGURING", "COMPLETING",
+            "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT")  # SLURM states of a job not over yet
+SACCT_EVERY_S = 15  # submitit's own polls thin out to one per 10 min: a cancelled job went unnoticed that long
 
 
 class SlurmJobEnded(UserError):
@@ -88,7 +95,9 @@ class SlurmLauncher(BaseSubmititLauncher):
         if not accounting_answers():
             log.warning("SLURM accounting (sacct) does not answer here: job states are unknown, so a job that SLURM "
                         "ends without a result (scancel, out of memory) leaves this command waiting")
-        logging.getLogger("submitit").addFilter(_OnceSacctWarning())
+        submitit_log = logging.getLogger("submitit")
+        if not any(isinstance(f, _OnceSacctWarning) for f in submitit_log.filters):
+            submitit_log.addFilter(_OnceSacctWarning())
         executor = make_executor(self.params)
         log.info("Submitit 'slurm' sweep output dir : %s", self.config.hydra.sweep.dir)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -109,23 +118,50 @@ class SlurmLauncher(BaseSubmititLauncher):
                 for idx, (job, overrides) in enumerate(zip(jobs, job_overrides), initial_job_idx)]
 
     def _wait(self, job, overrides: Sequence[str], idx: int) -> JobReturn:
-        """The job's result; a job SLURM ended without one becomes a failed run in its own folder."""
+        """The job's result, the last attempt's when SLURM requeued it after the run stopped; a job
+        SLURM ended without a result becomes a failed run in its own folder."""
         import submitit
 
-        try:
-            return job.results()[0]
-        except submitit.core.utils.UncompletedJobError as err:  # FailedJobError too: a crash outside ftlab's run
-            state = job.state
-            key = state.split()[0] if state else ""
-            first = next((line for line in str(err).splitlines() if line.strip()), "no message")
-            reason = f"SLURM job {job.job_id} ended {state} without a result" + \
-                ("" if key in FIXES else f" ({first[:200]})") + f"; its log: {job.paths.stderr}"
-            error = SlurmJobEnded(reason, FIXES.get(key, "see its log"))
-            log.error("job #%d (%s): %s", idx, " ".join(filter_overrides(overrides)), error)
-            self._record_failure(overrides, idx, error)
-            ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
-            ret.return_value = None  # what an ftlab job returns when it failed (and recorded it)
-            return ret
+        while True:
+            checked = 0.0
+            while not job.done():
+                if time.monotonic() - checked > SACCT_EVERY_S:
+                    job.watcher.update()  # one sacct call for every job of the sweep
+                    checked = time.monotonic()
+                time.sleep(1)
+            try:
+                ret = job.results()[0]
+            except submitit.core.utils.UncompletedJobError as err:  # FailedJobError too: a crash outside ftlab's run
+                return self._ended_without_result(job, overrides, idx, err)
+            if not self._requeued(job, overrides, idx):
+                return ret
+            log.info("job #%d (SLURM %s) stopped and was requeued: waiting for its next attempt", idx, job.job_id)
+            while self._state(job) in UNDERWAY:
+                time.sleep(SACCT_EVERY_S)
+
+    @staticmethod
+    def _state(job) -> str:
+        return (job.get_info(mode="force").get("State") or "UNKNOWN").split()[0]
+
+    def _requeued(self, job, overrides: Sequence[str], idx: int) -> bool:
+        """Whether the run recorded itself as interrupted (SIGTERM) and SLURM has another attempt coming."""
+        from ftlab.results import INTERRUPTED, load
+
+        _, run_dir, _ = self.job_config(overrides, idx)
+        return load(run_dir).status == INTERRUPTED and self._state(job) in UNDERWAY
+
+    def _ended_without_result(self, job, overrides: Sequence[str], idx: int, err: Exception) -> JobReturn:
+        state = job.state
+        key = state.split()[0] if state else ""
+        first = next((line for line in str(err).splitlines() if line.strip()), "no message")
+        reason = f"SLURM job {job.job_id} ended {state} without a result" + \
+            ("" if key in FIXES else f" ({first[:200]})") + f"; its log: {job.paths.stderr}"
+        error = SlurmJobEnded(reason, FIXES.get(key, "see its log"))
+        log.error("job #%d (%s): %s", idx, " ".join(filter_overrides(overrides)), error)
+        self._record_failure(overrides, idx, error)
+        ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+        ret.return_value = None  # what an ftlab job returns when it failed (and recorded it)
+        return ret
 
     def job_config(self, overrides: Sequence[str], idx: int):
         """(config, run dir, choices) of job `idx` as the job composes them (hydra.sweep.dir/subdir)."""

@@ -191,3 +191,12 @@ def test_wandb_logger_without_wandb_stops_with_the_fix(compose):
     with pytest.raises(UserError) as err:
         run(cfg)
     assert "pip install wandb" in str(err.value)
+
+
+def test_slurm_jobs_are_warned_and_requeued(tmp_path, monkeypatch):
+    """The sbatch request asks for the warning signal before the time limit, and submitit may requeue
+    (the requeued job resumes: tests/test_slurm.py runs it on a real cluster)."""
+    cfg = compose_hydra("hydra/launcher=slurm", "hydra.launcher.partition=gpu", tmp_path=tmp_path)
+    _, sbatch = sbatch_request(cfg, monkeypatch)
+    assert "#SBATCH --signal=USR2@120" in sbatch
+    assert cfg.hydra.launcher.max_num_timeout >= 1

@@ -239,30 +239,3 @@ def test_the_newest_checkpoint_wins(tmp_path):
     assert newest_checkpoint(tmp_path) == (tmp_path / "checkpoints" / "resume.ckpt", 45)
     torch.save({"global_step": 50}, tmp_path / "checkpoints" / "last.ckpt")
     assert newest_checkpoint(tmp_path) == (tmp_path / "checkpoints" / "last.ckpt", 50)
-
-
-def test_slurm_jobs_are_warned_and_requeued(tmp_path, monkeypatch):
-    """The sbatch request asks for the warning signal before the time limit, and submitit may requeue."""
-    import submitit
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    from ftlab.config import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", return_hydra_config=True,
-                      overrides=["hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path}", f"paths.output_dir={tmp_path}"])
-    captured = {}
-
-    def capture(self, fn, *iterables):
-        captured["sbatch"] = self._executor._make_submission_file_text("python -m submitit.core._submit", "uid")
-        captured["max_num_timeout"] = self._executor.max_num_timeout
-        return []
-
-    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", staticmethod(lambda: 1))
-    monkeypatch.setattr(submitit.AutoExecutor, "map_array", capture)
-    launcher = instantiate(cfg.hydra.launcher)
-    launcher.config, launcher.hydra_context, launcher.task_function = cfg, object(), lambda c: None
-    launcher.launch([["seed=1"]], initial_job_idx=0)
-    assert "#SBATCH --signal=USR2@120" in captured["sbatch"]
-    assert captured["max_num_timeout"] >= 1

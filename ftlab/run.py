@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ftlab.atomic import AtomicCheckpointIO, OutOfSpace, is_out_of_space, replaced_folder
 from ftlab.callbacks import RESUME_FILE, ResumeState, RunInterrupted, RunRecorder
 from ftlab.config import build, build_each, checked, resolve_monitor
+from ftlab.config.checks import uses_fsdp
 from ftlab.cpu import tune_for_cpu_training
 from ftlab.errors import UserError
 from ftlab.distributed import wrap_each_layer
@@ -126,9 +127,7 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
 
 def checkpoint_writer(cfg: DictConfig) -> dict:
     """Checkpoints written whole or not at all (ftlab/atomic.py); FSDP keeps its own sharded writer."""
-    strategy = cfg.trainer.get("strategy")
-    target = strategy.get("_target_", "") if isinstance(strategy, DictConfig) else str(strategy)
-    return {} if "fsdp" in target.lower() else {"plugins": [AtomicCheckpointIO()]}
+    return {} if uses_fsdp(cfg) else {"plugins": [AtomicCheckpointIO()]}
 
 
 def callback(trainer: L.Trainer, kind: type):

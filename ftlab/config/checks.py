@@ -67,6 +67,11 @@ def check_mappings(cfg: DictConfig) -> None:
                 check_node(f"{key}.{name}", node, set())
 
 
+def uses_fsdp(cfg: DictConfig) -> bool:
+    strategy = cfg.trainer.get("strategy")
+    return "fsdp" in str(strategy.get("_target_") if isinstance(strategy, DictConfig) else strategy).lower()
+
+
 def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
     """fp16 and a GPU accelerator need CUDA; say so at start rather than crash or crawl."""
     import torch
@@ -76,8 +81,7 @@ def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator in ("gpu", "cuda"):
         raise NeedsCuda(f"trainer.accelerator={accelerator}", "use trainer.accelerator=cpu (or auto)")
-    strategy = cfg.trainer.get("strategy")
-    if "fsdp" in str(strategy.get("_target_") if isinstance(strategy, DictConfig) else strategy).lower():
+    if uses_fsdp(cfg):
         raise NeedsCuda("trainer=fsdp (Lightning's FSDP)", "on CPU use trainer=ddp trainer.accelerator=cpu")
     precision = str(cfg.trainer.get("precision", "32-true"))
     if precision in ("16", "16-mixed", "16-true"):
@@ -122,11 +126,10 @@ def check_builders(cfg: DictConfig) -> None:
     """The constructors that validate their settings and load nothing."""
     import torch
 
+    from ftlab.data.datamodule import check_settings
     from ftlab.models.module import make_optimizer
 
-    from ftlab.data.datamodule import check_settings
-
-    check_settings(**check_node("data", _resolved(cfg, "data"), TARGETS["data"]))
+    check_settings(**check_node("data", _resolved(cfg, "data"), TARGETS["data"]))  # (coerced values)
     injector = build(cfg, "peft")
     source = build(cfg, "dataset")
     build(cfg, "model")

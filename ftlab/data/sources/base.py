@@ -34,6 +34,7 @@ class DataSource(ABC):
     name: str = ""
     hub_id: str | None = None
     file_format: str = ""  # one line: the expected original format, shown in errors
+    task_needs_data: bool = False  # True where `task()` must read a file (checked at composition otherwise)
 
     def __init__(self, data_dir: str | None = None, validation_fraction: float = 0.1, split_seed: int = 2022):
         self.data_dir = Path(data_dir).expanduser().resolve() if data_dir else None

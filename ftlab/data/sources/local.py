@@ -45,6 +45,7 @@ FILE_SPLITS = ("train", "validation", "test")
 
 class LocalSource(DataSource):
     name = "local"
+    task_needs_data = True  # the classes are the train file's labels: the config checks leave `monitor` to the run
 
     def __init__(
         self,

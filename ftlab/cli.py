@@ -25,6 +25,8 @@ from omegaconf import DictConfig  # noqa: E402
 
 from ftlab.callbacks.graceful_stop import RunInterrupted  # noqa: E402
 from ftlab.config import register_resolvers  # noqa: E402
+from ftlab.config.plugins import register_plugins  # noqa: E402
+from ftlab.sweepers import TARGET as SEARCH  # noqa: E402
 from ftlab.config.preflight import preflight  # noqa: E402
 from ftlab.errors import UserError  # noqa: E402
 from ftlab.results import failed as record_failure, failed_runs  # noqa: E402
@@ -36,6 +38,7 @@ from ftlab.config import CONF_DIR  # noqa: E402
 log = logging.getLogger("ftlab")
 FAILED: list[tuple[str, str]] = []  # (run dir, one-line reason) of the jobs of this process
 register_resolvers()
+register_plugins()
 
 
 class _DropAdverts(logging.Filter):
@@ -116,6 +119,9 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         results = run(cfg, choices=choices, overrides=overrides, resume=resume)
     except RunInterrupted as stop:
         print(stopped_message(stop, output_dir), file=sys.stderr)
+        if hc.mode.name == "MULTIRUN" and str(hc.sweeper.get("_target_")) == SEARCH:
+            print(f"  continue the search (the trials still missing): the same command with "
+                  f"hydra.sweep.dir={hc.sweep.dir}", file=sys.stderr)
         FAILED.append((str(output_dir), f"interrupted by {stop.signal_name} at step {stop.step}"))
         if os.environ.get("SUBMITIT_EXECUTOR"):  # a cluster job: its record says it; SLURM may requeue it
             return None
@@ -220,6 +226,13 @@ def main() -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     hydra_entry()
+    from ftlab.sweepers import OUTCOME
+
+    if FAILED and OUTCOME.get("complete"):  # a search goes on past failed trials; its best trial stands
+        print(f"{len(FAILED)} of {OUTCOME['trials']} trials failed (the search went on):", file=sys.stderr)
+        for run_dir, reason in FAILED:
+            print(f"  {run_dir}: {reason}", file=sys.stderr)
+        return
     if FAILED:
         if len(FAILED) > 1 or SweepFailures.swept:
             print(f"{len(FAILED)} job(s) failed:", file=sys.stderr)

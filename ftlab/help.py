@@ -20,7 +20,7 @@ COMMANDS = (
 GROUP_NOTES = {
     "experiment": "presets reproducing a study's table (add -m for the whole table)",
     "peft": "the fine-tuning method",
-    "hparams_search": "search presets (with -m)",
+    "hparams_search": "an Optuna search over this config, one command (README: Hyper-parameter search)",
 }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ftlab.atomic import AtomicCheckpointIO, OutOfSpace, is_out_of_space, replaced_folder
@@ -24,6 +24,7 @@ from ftlab.errors import UserError
 from ftlab.distributed import wrap_each_layer
 from ftlab.memory import MemoryRecorder, memory_report
 from ftlab.models.backbone import is_decoder
+from ftlab.models.loss import task_loss
 from ftlab.models.module import ClassifierModule
 from ftlab.results import RESULTS_FILE, completed, git_commit, interrupted, package_versions
 from ftlab.resume import Resume, continue_logs
@@ -80,6 +81,7 @@ class Assembled:
     module: ClassifierModule
     trainer: L.Trainer
     params: object
+    early_stopping: dict | None = None  # set after fit (testing the best checkpoint restores its state)
 
 
 def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
@@ -98,6 +100,8 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
     datamodule.setup()  # parse, validate and tokenize before the model is loaded
     task = datamodule.task
     resolve_monitor(cfg, task)
+    loss = task_loss(OmegaConf.to_container(cfg.loss, resolve=True) if cfg.get("loss") else None, task,
+                     datamodule.source.name or type(datamodule.source).__name__, datamodule.train_label_counts)
 
     built = backbone.build(task, tokenizer, **injector.load_kwargs())
     model = injector.inject(built.model, built.new_parameters)
@@ -110,6 +114,7 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
         decoder=is_decoder(model.config),
         left_padded=tokenizer.padding_side == "left",
         compile=bool(cfg.compile),
+        loss=loss,
     )
     if resume is not None:
         resume.check(module)  # a checkpoint of another model is refused before the run dir is touched
@@ -117,6 +122,7 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
                     **checkpoint_writer(cfg))
     for needed in (RunRecorder, ResumeState, MemoryRecorder):
         callback(trainer, needed)
+    refuse_a_second_monitor(cfg, trainer)
     wrap_each_layer(trainer.strategy, model)
     if resume is not None:
         trainer.loggers = continue_logs(trainer.loggers, resume.global_step)
@@ -128,6 +134,27 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
 def checkpoint_writer(cfg: DictConfig) -> dict:
     """Checkpoints written whole or not at all (ftlab/atomic.py); FSDP keeps its own sharded writer."""
     return {} if uses_fsdp(cfg) else {"plugins": [AtomicCheckpointIO()]}
+
+
+def refuse_a_second_monitor(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Early stopping watches the metric and mode that pick the best checkpoint: `monitor`, `monitor_mode`."""
+    for stopper in (c for c in trainer.callbacks if isinstance(c, EarlyStopping)):
+        if (stopper.monitor, stopper.mode) != (cfg.monitor, cfg.monitor_mode):
+            raise UserError(f"early stopping watches {stopper.monitor} ({stopper.mode}) but the best checkpoint "
+                            f"is picked by monitor={cfg.monitor} ({cfg.monitor_mode})",
+                            "set monitor= (and monitor_mode=) for both; leave callbacks.early_stopping.monitor "
+                            "and .mode as ${monitor} and ${monitor_mode}")
+
+
+def early_stopping_record(trainer: L.Trainer) -> dict | None:
+    """results.json `early_stopping`: whether fit stopped early, at which epoch, and why (None: no such callback)."""
+    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+    if stopper is None:
+        return None
+    stopped = stopper.stopping_reason_message is not None  # (set when it stops the run, only then)
+    return {"monitor": stopper.monitor, "patience": stopper.patience, "min_delta": abs(float(stopper.min_delta)),
+            "stopped": bool(stopped), "stopped_epoch": stopper.stopped_epoch if stopped else None,
+            "epochs_run": trainer.current_epoch, "reason": stopper.stopping_reason_message if stopped else None}
 
 
 def callback(trainer: L.Trainer, kind: type):
@@ -150,6 +177,7 @@ def fit_and_test(cfg: DictConfig, run: Assembled, resume: Resume | None) -> tupl
             if resume is not None:  # its own checkpoints are there, as they should be
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resume.checkpoint if resume else None)
+        run.early_stopping = early_stopping_record(trainer)
     checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     test_metrics = trainer.test(run.module, datamodule=run.datamodule, ckpt_path=best_path, verbose=False)[0]
@@ -177,6 +205,8 @@ def record(cfg: DictConfig, run: Assembled, best_path: str | None, test_metrics:
         "test": {k: float(v) for k, v in test_metrics.items()},
         "test_confusion_matrix": run.module.test_confusion_matrix,
         "test_per_label_f1": run.module.test_per_label_f1,
+        "loss": run.module.loss_fn.to_dict(),
+        "early_stopping": run.early_stopping,
         "params": run.params.to_dict(),
         "saved": saved,
         "timing": {**recorder.summary(), "data_setup_seconds": round(datamodule.setup_seconds, 3),

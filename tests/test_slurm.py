@@ -2,8 +2,8 @@
 tools/slurm_cluster.sh (root; it installs the packages when missing): a sweep as one job array with
 a point that fails at run time, `ftlab report` on it, a job requeued mid-run (`scontrol requeue`)
 and one signalled before its time limit, both resuming from their own checkpoint to the
-uninterrupted run's metrics, a job cancelled from outside, DDP as one job with two tasks, and
-requests refused before submission. Skipped, with the reason, where the cluster cannot start
+uninterrupted run's metrics, a job cancelled from outside, DDP as one job with two tasks, an Optuna
+search with its trials as jobs, and requests refused before submission. Skipped, with the reason, where the cluster cannot start
 (not root, no apt-get, the script fails), unless FTLAB_REQUIRE_SLURM=1 (.ci/run sets it).
 
 Every scenario is started at once by the `ran` fixture and each test checks its own: most of the
@@ -133,6 +133,17 @@ def sweep_with_a_failing_point(root):
     return ran
 
 
+def search(root):
+    """An Optuna search whose trials are SLURM jobs, two at a time; seed 6 draws the reduction factor
+    the model refuses (64 > hidden size 32) for trial 2 only."""
+    ran = Sweep(root, "search", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+                "seed=6", *TINY, "dataset=acl_sup", "peft=houlsby", "peft.reduction_factor=choice(4, 64)").finish()
+    import optuna
+
+    study = optuna.load_study(study_name="ftlab", storage=f"sqlite:///{ran['dir'] / 'optuna.db'}")
+    return {**ran, "trials": study.get_trials()}
+
+
 def requeue(job: str) -> dict:
     """`scontrol requeue`: SLURM stops the job (SIGTERM) and runs it again."""
     slurm("scontrol", "requeue", job)
@@ -214,7 +225,7 @@ def ran(cluster, tmp_path_factory):
         "signalled": (interrupted, root, "signalled", freeze_until_signalled, "hydra.launcher.timeout_min=2",
                       "hydra.launcher.signal_delay_s=45"),
         "requeued": (interrupted, root, "requeued", requeue), "cancelled": (cancelled, root),
-        "sweep": (sweep_with_a_failing_point, root), "ddp": (ddp, root),
+        "sweep": (sweep_with_a_failing_point, root), "ddp": (ddp, root), "search": (search, root),
         "reference": (local, root, "reference", *RESUMABLE),
         "ddp_single": (local, root, "ddp_single", *DDP_COMMON, "data.batch_size=8", "data.eval_batch_size=16"),
         "no_partition": (refused, root, "no_partition", "seed=1,2", "hydra.launcher.partition=nope"),
@@ -222,7 +233,7 @@ def ran(cluster, tmp_path_factory):
                     "hydra.launcher.mem_gb=100000", "hydra.launcher.timeout_min=100000", "hydra.launcher.gpus_per_node=1"),
         "dry_run": (refused, root, "dry_run", "peft=houlsby", "peft.reduction_factor=4,64", "hydra.launcher.dry_run=true"),
     }
-    first = ("signalled", "requeued", "cancelled", "sweep", "ddp")  # SLURM's waits start as soon as they submit
+    first = ("signalled", "requeued", "cancelled", "sweep", "ddp", "search")  # SLURM's waits start as soon as they submit
     try:
         with ThreadPoolExecutor(len(scenarios)) as pool:
             futures = {name: pool.submit(*scenarios[name]) for name in first}
@@ -259,6 +270,18 @@ def test_the_report_tables_the_sweep_and_lists_the_failed_point(ran):
         assert f"| tiny_bert/houlsby (peft.reduction_factor={factor}) |" in report.stdout
     failed = report.stdout.split("failed:")[-1]
     assert "3_tiny_bert_acl_sup_houlsby_s42" in failed and "larger than the hidden size" in failed
+
+
+def test_a_search_runs_its_trials_as_slurm_jobs_and_goes_on_past_a_failed_one(ran):
+    run = ran["search"]
+    assert run["rc"] == 0 and "Traceback" not in run["out"], run["out"][-3000:]
+    trials = run["trials"]
+    assert [(t.params["peft.reduction_factor"], t.state.name) for t in trials] == \
+        [(4, "COMPLETE"), (4, "COMPLETE"), (64, "FAIL"), (4, "COMPLETE")]
+    assert "1 of 4 trials failed (the search went on)" in run["out"]
+    for t in trials[:2]:  # each value is the job's own best validation macro-F1, sent back from the node
+        assert t.value == pytest.approx(results(next(run["dir"].glob(f"{t.number}_*")))["val"]["val/macro_f1"])
+    assert len({p.name for p in (run["dir"] / ".submitit").iterdir() if p.name[0].isdigit()}) == 4  # 4 SLURM jobs
 
 
 @pytest.mark.parametrize("name", ["requeued", "signalled"])

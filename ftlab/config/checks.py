@@ -145,13 +145,36 @@ def check_builders(cfg: DictConfig) -> None:
             build(cfg, "trainer", callbacks=[], logger=False)
     finally:
         logger.setLevel(previous)
+    check_mappings(monitored(cfg, source))
+    check_loss_settings(cfg, source)
+
+
+def check_loss_settings(cfg: DictConfig, source) -> None:
+    """`loss.*`, and against the task where the dataset knows its labels without the data (a local
+    file's are checked once it is read, before training)."""
+    from ftlab.models.loss import check_loss
+
+    task = None if getattr(source, "task_needs_data", False) else source.task()
+    check_loss(_resolved(cfg, "loss") if cfg.get("loss") is not None else None, task,
+               getattr(source, "name", "") or type(source).__name__)
+
+
+def monitored(cfg: DictConfig, source=None) -> DictConfig:
+    """A copy of the config with `monitor` / `monitor_mode` as the run will have them (checked)."""
+    source = source if source is not None else build(cfg, "dataset")
     probe = cfg.copy()
     if not getattr(source, "task_needs_data", False):  # (a local file's labels are read with the data)
         resolve_monitor(probe, source.task())
     elif probe.monitor is None or probe.monitor_mode is None:  # checked once the data is read
         with open_dict(probe):
             probe.monitor, probe.monitor_mode = probe.monitor or "val/loss", probe.monitor_mode or "min"
-    check_mappings(probe)
+    return probe
+
+
+def monitor_of(cfg: DictConfig) -> tuple[str, str]:
+    """(metric, mode) the run will monitor: the dataset's choice where the config leaves them null."""
+    probe = monitored(cfg)
+    return str(probe.monitor), str(probe.monitor_mode)
 
 
 def checked(cfg: DictConfig, choices: dict | None = None) -> DictConfig:

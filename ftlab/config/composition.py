@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from ftlab.config.location import CONF_DIR
+from ftlab.config.plugins import register_plugins
 from ftlab.config.resolvers import register_resolvers
 from ftlab.errors import UserError
 
@@ -37,6 +38,7 @@ def _initialized():
     from hydra.core.global_hydra import GlobalHydra
 
     register_resolvers()
+    register_plugins()
     if GlobalHydra.instance().is_initialized():  # inside a Hydra job (estimate from a test): compose there
         yield
         return
@@ -74,8 +76,9 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
 
 def sweep_points(overrides: list[str]) -> tuple[list[list[str]], str]:
     """The overrides of every job a `-m` sweep would launch (command line plus a preset's
-    `hydra.sweeper.params`), as Hydra's basic sweeper expands them, and the sweeper's target. A
-    sweeper that searches (Optuna) draws its points as it goes: its fixed overrides are the one point."""
+    `hydra.sweeper.params`), as Hydra's basic sweeper expands them, and the sweeper's target. A search
+    (Optuna) draws its points as it goes: its points are the ends of its ranges and every choice
+    (ftlab/sweepers/space.py); another sweeper's: its fixed overrides."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -90,14 +93,36 @@ def sweep_points(overrides: list[str]) -> tuple[list[list[str]], str]:
             node = OmegaConf.select(cfg, "hydra.sweeper.params")
             params = OmegaConf.to_container(node) if isinstance(node, DictConfig) else {}
             parser = OverridesParser.create(config_loader=loader)
+            args = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
+            if sweeper.endswith("OptunaSweeper"):  # a search: the ends of its ranges and its choices
+                from ftlab.sweepers.space import check_points, check_settings
+
+                check_settings(cfg.hydra.sweeper)
+                return [point for _, point in check_points(args)], sweeper
             if not sweeper.endswith("BasicSweeper"):
                 fixed = [o.input_line for o in parser.parse_overrides(list(overrides)) if not o.is_sweep_override()]
                 return [fixed], sweeper
-            args = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
             batches = BasicSweeper.split_arguments(parser.parse_overrides(args), None)
         except (HydraException, OmegaConfBaseException) as exc:
             raise composition_error(exc) from None
     return [list(point) for batch in batches for point in batch], sweeper
+
+
+def hydra_mode(overrides: list[str]) -> str:
+    """RUN or MULTIRUN, as Hydra decides it without -m: a preset may make the command a sweep
+    (hparams_search sets hydra.mode=MULTIRUN)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    with _initialized():
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            cfg = loader.load_configuration(CONFIG_NAME, list(overrides), run_mode=RunMode.MULTIRUN,
+                                            validate_sweep_overrides=False)
+        except Exception:  # the run's own composition names the mistake
+            return RunMode.RUN.name
+    mode = cfg.hydra.get("mode")
+    return getattr(mode, "name", str(mode or RunMode.RUN.name))
 
 
 def group_options(group: str) -> list[str]:

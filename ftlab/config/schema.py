@@ -3,7 +3,7 @@ field metadata, checked together when the config is composed.
 
 Group nodes that are one `_target_` class among several (peft, dataset, optimizer, trainer, ...)
 are typed by their target's signature instead (ftlab/config/signature.py); the schema types the
-keys ftlab itself reads: the top level, `paths`, `cpu`, `save`.
+keys ftlab itself reads: the top level, `paths`, `cpu`, `save`, `loss`.
 """
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ class SaveConfig:
 
 
 @dataclass
+class LossConfig:
+    """ftlab/models/loss.py checks the values (and against the dataset's task) and says why."""
+
+    class_weights: Any = None  # null, `balanced` or one weight per label (single-label, cross-entropy)
+    label_smoothing: float = 0.0  # in [0, 1) (single-label)
+    pos_weight: Any = None  # null, `balanced` or one weight per label (multi-label, BCE)
+
+
+@dataclass
 class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: Any = None
@@ -62,6 +71,7 @@ class RunConfig:
     cpu: CpuConfig = field(default_factory=CpuConfig)
     checkpoint_every_n_steps: Optional[int] = _ranged(None, 1, example=50)
     save: SaveConfig = field(default_factory=SaveConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     # a preset's own lookup tables (study000's per-pair batch sizes), read by its interpolations
     study: Any = None
 
@@ -85,7 +95,7 @@ def _resolve(annotation):
     """`from __future__ import annotations` leaves field types as strings: the class or base type."""
     name = str(annotation).removeprefix("Optional[").removesuffix("]")
     return {**{t.__name__: t for t in _EXPECTED}, "PathsConfig": PathsConfig, "CpuConfig": CpuConfig,
-            "SaveConfig": SaveConfig}.get(name, Any)
+            "SaveConfig": SaveConfig, "LossConfig": LossConfig}.get(name, Any)
 
 
 def _schema_error(err: OmegaConfBaseException) -> UserError:

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from ftlab.atomic import OutOfSpace, is_out_of_space
 from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler, ResumableDataLoader
 from ftlab.data.sources.base import SPLITS, DataSource
-from ftlab.data.task import TaskSpec
+from ftlab.data.task import TaskSpec, TaskType
 from ftlab.errors import InvalidValue
 from ftlab.paths import default_cache_dir
 
@@ -205,6 +205,21 @@ class TextClassificationDataModule(L.LightningDataModule):
                 keep = torch.randperm(len(splits[split]), generator=gen)[:n].sort().values.tolist()
                 splits[split] = splits[split].select(keep)
         return splits
+
+    def train_label_counts(self) -> tuple[list[int], int]:
+        """(examples per class, or positives per label for multi-label; the training split's size),
+        after `max_examples`: what `loss.class_weights=balanced` / `loss.pos_weight=balanced` weigh."""
+        if self.splits is None:
+            raise RuntimeError("train_label_counts() before setup()")
+        if self.task.task_type is TaskType.REGRESSION:
+            raise ValueError("a regression task has no label counts")
+        labels = torch.tensor(self.splits["train"].select_columns(["labels"])[:]["labels"])
+        n = len(self.splits["train"])
+        if self.task.task_type is TaskType.MULTI_LABEL:
+            counts = (labels.reshape(n, -1) > 0.5).sum(0) if n else torch.zeros(self.task.num_labels, dtype=torch.long)
+        else:
+            counts = torch.bincount(labels.long(), minlength=self.task.num_labels)
+        return [int(c) for c in counts], n
 
     # ---- loaders -----------------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> DataLoader:

@@ -10,12 +10,12 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ftlab.data.task import TaskSpec, TaskType
 from ftlab.errors import UserError
+from ftlab.models.loss import TaskLoss
 from ftlab.models.metrics import build_metrics, metric_inputs, per_label_f1
 from ftlab.peft.base import Injector
 
@@ -33,10 +33,13 @@ class ClassifierModule(L.LightningModule):
         decoder: bool = False,
         left_padded: bool = False,
         compile: bool = False,
+        loss: TaskLoss | None = None,
     ):
         super().__init__()
         self.model = model
         self.task = task
+        # cross-entropy / BCE / MSE by task, with `loss.*`'s weights (ftlab/models/loss.py); unweighted if None
+        self.loss_fn = loss if loss is not None else TaskLoss(task)
         self.injector = injector
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -66,11 +69,7 @@ class ClassifierModule(L.LightningModule):
         return self._call_model(**inputs).logits
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.task.task_type is TaskType.REGRESSION:
-            return F.mse_loss(logits.squeeze(-1).float(), labels.float())
-        if self.task.task_type is TaskType.MULTI_LABEL:
-            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        return F.cross_entropy(logits.float(), labels)
+        return self.loss_fn(logits, labels)
 
     def training_step(self, batch, batch_idx):
         logits = self(batch)

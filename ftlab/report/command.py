@@ -16,6 +16,8 @@ from ftlab.errors import UserError
 from ftlab.report.collect import Collection, collect
 from ftlab.report.document import display_path, report_markdown
 from ftlab.report.plots import confusion_matrix, learning_curves, slug
+from ftlab.report.search import search_files, search_markdown, search_summary
+from ftlab.sweepers.study import is_search, load_search
 from ftlab.report.tables import Table, build_table, metrics_of, short, title, to_csv, to_latex, to_markdown
 
 
@@ -107,8 +109,16 @@ def make_report(dirs: list[Path], out: Path | None = None, baseline: str | None 
     (out / "runs.csv").write_text(runs_csv(coll))
     report = out / "report.md"
     links = {m: {kind: p.relative_to(out) for kind, p in f.items()} for m, f in files.items()}
-    report.write_text(report_markdown(coll, tables, links, curves, confusion))
+    document = report_markdown(coll, tables, links, curves, confusion)
+    searches = [load_search(d) for d in dirs if is_search(d)]  # a search folder: its trials and best trial
+    if searches:
+        sections = [line for s in searches for line in search_markdown(s, search_files(s, out, plots))]
+        head, groups_heading, rest = document.partition("## Groups")
+        document = head + "\n".join(sections) + "\n" + groups_heading + rest
+    report.write_text(document)
     print(summary(coll, tables, report), file=stream)
+    for search in searches:
+        print(search_summary(search), file=stream)
     if not coll.groups:
         raise UserError(f"no completed runs to tabulate under {', '.join(map(str, dirs))} (listed in {report})",
                         "fix the failed runs listed above and run them again")

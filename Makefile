@@ -35,8 +35,11 @@ install-smollm2: install
 run: install
 	$(PY) -m ftlab $(ARGS)
 
+# test files run side by side (pytest-xdist, a file per worker: module fixtures stay whole); the tests'
+# runs use one torch thread each. PYTEST_WORKERS=0 runs them in this process, one after another.
+PYTEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-all: install-smollm2
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -24,11 +24,14 @@ from ftlab.errors import UserError
 from ftlab.distributed import wrap_each_layer
 from ftlab.memory import MemoryRecorder, memory_report
 from ftlab.models.backbone import is_decoder
+from ftlab.model_card import write_model_card
 from ftlab.models.loss import task_loss
+from ftlab.models.metrics import per_class_scores
 from ftlab.models.module import ClassifierModule
 from ftlab.results import RESULTS_FILE, completed, git_commit, interrupted, package_versions
 from ftlab.resume import Resume, continue_logs
 from ftlab.rss import reset_peak_rss
+from ftlab.saved_model import describe
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +46,19 @@ def apply_eval_every_n_steps(cfg: DictConfig) -> None:
         cfg.trainer.check_val_every_n_epoch = None
 
 
-def save_model(save: DictConfig, injector, model, tokenizer, output_dir: Path) -> dict:
+def save_model(cfg: DictConfig, run: "Assembled", output_dir: Path) -> tuple[dict, dict]:
     """`model/`: what the method trains (PEFT's format for peft-backed methods) plus the tokenizer;
-    `export/`: merged into a plain transformers model, when asked and the method allows it."""
-    saved = {}
+    `export/`: merged into a plain transformers model, when asked and the method allows it. Each
+    describes itself (labels, base model, method: ftlab/saved_model.py). Returns results.json's
+    `saved` and each folder's record, for its model card once the run is tested."""
+    save, injector, model, tokenizer = cfg.save, run.injector, run.module.model, run.tokenizer
+    base, task = run.backbone.base_reference(), run.datamodule.task
+    saved, records = {}, {}
     if save.model:
         with replaced_folder(output_dir / "model", "the trained weights (model/)") as folder:
             injector.save_pretrained(model, folder)
             tokenizer.save_pretrained(folder)
+            records["model"] = describe(folder, cfg, base, task, tokenizer, injector.name)
         saved["model"] = "model"
     if save.export:
         if not injector.can_merge:
@@ -58,8 +66,16 @@ def save_model(save: DictConfig, injector, model, tokenizer, output_dir: Path) -
         else:
             with replaced_folder(output_dir / "export", "the merged model (export/)") as folder:
                 injector.export(model, folder, tokenizer)
+                records["export"] = describe(folder, cfg, base, task, tokenizer, injector.name)
             saved["export"] = "export"
-    return saved
+    return saved, records
+
+
+def write_model_cards(output_dir: Path, records: dict, results: dict) -> None:
+    """README.md of each saved folder, now that its metrics are known (before results.json says the run completed)."""
+    export = output_dir / "export" if "export" in records else None
+    for name, record in records.items():
+        write_model_card(output_dir / name, record, results, export)
 
 
 def best_epoch(history: list[dict], monitor: str, mode: str) -> dict | None:
@@ -81,6 +97,7 @@ class Assembled:
     module: ClassifierModule
     trainer: L.Trainer
     params: object
+    backbone: object = None  # where the weights came from: the saved model records it
     early_stopping: dict | None = None  # set after fit (testing the best checkpoint restores its state)
 
 
@@ -128,7 +145,7 @@ def assemble(cfg: DictConfig, resume: Resume | None) -> Assembled:
         trainer.loggers = continue_logs(trainer.loggers, resume.global_step)
     for logger in trainer.loggers:
         logger.log_hyperparams({"trainable_params": params.trainable, "total_params": params.total})
-    return Assembled(injector, tokenizer, datamodule, model, module, trainer, params)
+    return Assembled(injector, tokenizer, datamodule, model, module, trainer, params, backbone)
 
 
 def checkpoint_writer(cfg: DictConfig) -> dict:
@@ -188,9 +205,10 @@ def record(cfg: DictConfig, run: Assembled, best_path: str | None, test_metrics:
            choices: dict | None, overrides: list[str] | None, resume: Resume | None) -> dict:
     """Rank 0: the tested weights into `model/` (and `export/`), then results.json."""
     output_dir = Path(cfg.paths.output_dir)
-    saved = save_model(cfg.save, run.injector, run.module.model, run.tokenizer, output_dir)
+    saved, records = save_model(cfg, run, output_dir)
     recorder, datamodule = callback(run.trainer, RunRecorder), run.datamodule
     best = best_epoch(recorder.history, cfg.monitor, cfg.monitor_mode)
+    val_confusion = run.module.val_confusion_at(best["epoch"], best["step"]) if best else None
     results = {
         "seed": cfg.seed,
         "choices": dict(choices or {}),
@@ -204,6 +222,9 @@ def record(cfg: DictConfig, run: Assembled, best_path: str | None, test_metrics:
         "val": {k: v for k, v in (best or {}).items() if k.startswith("val/")},
         "test": {k: float(v) for k, v in test_metrics.items()},
         "test_confusion_matrix": run.module.test_confusion_matrix,
+        "test_per_class": run.module.test_per_class,
+        "val_confusion_matrix": val_confusion,
+        "val_per_class": per_class_scores(val_confusion, datamodule.task.label_names) if val_confusion else None,
         "test_per_label_f1": run.module.test_per_label_f1,
         "loss": run.module.loss_fn.to_dict(),
         "early_stopping": run.early_stopping,
@@ -219,6 +240,7 @@ def record(cfg: DictConfig, run: Assembled, best_path: str | None, test_metrics:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     results["memory"] = memory_report(cfg, run.model, run.injector, callback(run.trainer, MemoryRecorder))
+    write_model_cards(output_dir, records, {"run_dir": str(output_dir), **results})
     results = completed(output_dir, results)
     (output_dir / "checkpoints" / RESUME_FILE).unlink(missing_ok=True)  # a completed run is not resumed
     return results

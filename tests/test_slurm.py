@@ -281,7 +281,8 @@ def test_a_search_runs_its_trials_as_slurm_jobs_and_goes_on_past_a_failed_one(ra
     assert "1 of 4 trials failed (the search went on)" in run["out"]
     for t in trials[:2]:  # each value is the job's own best validation macro-F1, sent back from the node
         assert t.value == pytest.approx(results(next(run["dir"].glob(f"{t.number}_*")))["val"]["val/macro_f1"])
-    assert len({p.name for p in (run["dir"] / ".submitit").iterdir() if p.name[0].isdigit()}) == 4  # 4 SLURM jobs
+    tasks = {p.name for p in (run["dir"] / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)}
+    assert len(tasks) == 4 and len({t.split("_")[0] for t in tasks}) == 2  # 4 jobs: 2 arrays of n_jobs=2
 
 
 @pytest.mark.parametrize("name", ["requeued", "signalled"])

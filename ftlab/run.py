@@ -19,6 +19,7 @@ from ftlab.atomic import AtomicCheckpointIO, OutOfSpace, is_out_of_space, replac
 from ftlab.callbacks import RESUME_FILE, ResumeState, RunInterrupted, RunRecorder
 from ftlab.config import build, build_each, checked, resolve_monitor
 from ftlab.config.checks import uses_fsdp
+from ftlab import predictions
 from ftlab.cpu import tune_for_cpu_training
 from ftlab.errors import UserError
 from ftlab.distributed import wrap_each_layer
@@ -241,6 +242,7 @@ def record(cfg: DictConfig, run: Assembled, best_path: str | None, test_metrics:
     }
     results["memory"] = memory_report(cfg, run.model, run.injector, callback(run.trainer, MemoryRecorder))
     write_model_cards(output_dir, records, {"run_dir": str(output_dir), **results})
+    predictions.write_run(output_dir, run.module, datamodule, best)  # predictions/test.jsonl, validation.jsonl
     results = completed(output_dir, results)
     (output_dir / "checkpoints" / RESUME_FILE).unlink(missing_ok=True)  # a completed run is not resumed
     return results

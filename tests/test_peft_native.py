@@ -217,7 +217,7 @@ def test_each_method_brings_its_learning_rate(compose):
     lrs = {m: compose(f"peft={m}").optimizer.lr for m in METHODS}
     base = compose("peft=zeroshot").optimizer.lr  # zeroshot leaves the optimizer default alone
     assert {k: float(v) for k, v in lrs.items()} == {
-        "houlsby": 5e-4, "pfeiffer": 5e-4, "bitfit": 5e-4, "head": 1e-3, "zeroshot": float(base)}
+        "houlsby": 2e-3, "pfeiffer": 3e-3, "bitfit": 1e-2, "head": 3e-1, "zeroshot": float(base)}
     cfg = compose("peft=houlsby")
     assert (cfg.peft.reduction_factor, cfg.peft.non_linearity) == (16, "relu")
 

@@ -189,7 +189,7 @@ def test_model_card_describes_the_run_and_its_load_lines_work(lora_run, test_spl
     assert "[More Information Needed]" not in card  # peft's blank template is replaced
     assert f"| accuracy | {results['val']['val/accuracy']:.4f} | {results['test']['test/accuracy']:.4f} |" in card
     assert results["data"]["data_hash"] in card and "acl_sup" in card
-    for setting in ("| learning rate | 0.001 |", "| epochs | 1 |", "| batch size | 8 |", "| seed | 42 |", '"r": 8'):
+    for setting in ("| learning rate | 0.003 |", "| epochs | 1 |", "| batch size | 8 |", "| seed | 42 |", '"r": 8'):
         assert setting in card
     assert all(f"| {name} |" in card for name in LABELS)
     assert f"ftlab {results['versions']['ftlab']}" in card

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+INDEX = "index"  # an example's row in its split, carried through the batch when the dataset has it
+
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
     def __init__(
@@ -167,4 +169,6 @@ class DynamicPaddingCollator:
             batch[key] = out
         labels = [e["labels"] for e in examples]
         batch["labels"] = torch.as_tensor(labels)
+        if INDEX in examples[0]:
+            batch[INDEX] = torch.as_tensor([e[INDEX] for e in examples], dtype=torch.long)
         return batch

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ftlab.atomic import OutOfSpace, is_out_of_space
-from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler, ResumableDataLoader
+from ftlab.data.batching import INDEX, DynamicPaddingCollator, LengthBucketBatchSampler, ResumableDataLoader
 from ftlab.data.sources.base import SPLITS, DataSource
 from ftlab.data.task import TaskSpec, TaskType
 from ftlab.errors import InvalidValue
@@ -76,6 +76,16 @@ def check_settings(batch_size: int = 32, eval_batch_size: int | None = None, max
             raise InvalidValue(f"data.max_examples.{split}", n, f"a split among {', '.join(SPLITS)}")
         if n is not None and (not isinstance(n, int) or n < 1):
             raise InvalidValue(f"data.max_examples.{split}", n, "a positive integer or null (all)")
+
+
+def with_index(splits: datasets.DatasetDict) -> datasets.DatasetDict:
+    """Each split with an `index` column: the example's row in its split as the source loads it (before
+    `max_examples`), which evaluation batches carry through length-bucketing so that predictions are put
+    back in dataset order and joined with the text (ftlab/predictions.py)."""
+    for split in SPLITS:
+        if INDEX not in splits[split].column_names:
+            splits[split] = splits[split].add_column(INDEX, list(range(len(splits[split]))))
+    return splits
 
 
 class TextClassificationDataModule(L.LightningDataModule):
@@ -179,7 +189,7 @@ class TextClassificationDataModule(L.LightningDataModule):
             self.cache_hit = False
             self.prepare_data()
             splits, self.meta = self._read_cache()
-        self.splits = self._subsample(splits)
+        self.splits = self._subsample(with_index(splits))
         if any(self.max_examples.values()):
             self.meta["subsampled"] = {s: len(self.splits[s]) for s in SPLITS}
         self.setup_seconds = time.perf_counter() - start
@@ -235,7 +245,8 @@ class TextClassificationDataModule(L.LightningDataModule):
             "persistent_workers": self.num_workers > 0,
             "generator": torch.Generator().manual_seed(self.seed),
         }
-        data_columns = data.with_format(columns=[c for c in data.column_names if c != "length"])
+        hidden = ("length", INDEX) if train else ("length",)  # evaluation batches carry each example's index
+        data_columns = data.with_format(columns=[c for c in data.column_names if c not in hidden])
         lengths = data.select_columns(["length"])[:]["length"]
         if train:
             sampler = LengthBucketBatchSampler(lengths, size, shuffle=True, seed=self.seed,

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ftlab import predictions
+from ftlab.data.batching import INDEX
 from ftlab.data.task import TaskSpec, TaskType
 from ftlab.errors import UserError
 from ftlab.models.loss import TaskLoss
@@ -57,6 +59,10 @@ class ClassifierModule(L.LightningModule):
         self.val_confusion_matrices: list[dict] = []
         self.test_label_f1 = per_label_f1(task) if task.task_type is TaskType.MULTI_LABEL else None
         self.test_per_label_f1: dict[str, float] | None = None
+        # per-example outputs (ftlab/predictions.py): of the test, and of each validation of fit by (epoch, step)
+        self._eval_parts: list[dict] = []
+        self.test_predictions: dict | None = None
+        self.val_predictions: list[dict] = []
         # decoders take no segment ids; left-padded, their positions must start at the first real token:
         # rotary positions (Llama, Gemma, Qwen2) are shift-invariant, learned ones (GPT-2) are not
         self.inputs = ("input_ids", "attention_mask") if decoder else MODEL_INPUTS
@@ -94,6 +100,8 @@ class ClassifierModule(L.LightningModule):
         labels = batch["labels"]
         self.log(f"{stage}/loss", self.loss(logits, labels), on_epoch=True, batch_size=len(labels), sync_dist=True)
         metrics.update(*metric_inputs(self.task, logits, labels))
+        if INDEX in batch:
+            self._eval_parts.append(predictions.outputs(self.task, logits, labels, batch[INDEX]))
         return logits
 
     def validation_step(self, batch, batch_idx):
@@ -108,9 +116,18 @@ class ClassifierModule(L.LightningModule):
         if self.test_label_f1 is not None:
             self.test_label_f1.update(*metric_inputs(self.task, logits, batch["labels"]))
 
+    def on_validation_epoch_start(self):
+        self._eval_parts = []
+
+    def on_test_epoch_start(self):
+        self._eval_parts = []
+
     def on_validation_epoch_end(self):
         self.log_dict(self.val_metrics.compute())
         self.val_metrics.reset()
+        rows, self._eval_parts = predictions.collect(self, self._eval_parts), []
+        if not self.trainer.sanity_checking:
+            self.val_predictions.append({"epoch": self.current_epoch, "step": self.global_step, "rows": rows})
         if self.val_confusion is not None:
             matrix = self.val_confusion.compute().tolist()
             self.val_confusion.reset()
@@ -122,9 +139,14 @@ class ClassifierModule(L.LightningModule):
         """The validation confusion matrix of the evaluation at (epoch, step): the best one's for results.json."""
         return next((r["matrix"] for r in self.val_confusion_matrices if (r["epoch"], r["step"]) == (epoch, step)), None)
 
+    def val_predictions_at(self, epoch: int, step: int) -> dict | None:
+        """The per-example outputs of the validation at (epoch, step), if this process ran it."""
+        return next((r["rows"] for r in self.val_predictions if (r["epoch"], r["step"]) == (epoch, step)), None)
+
     def on_test_epoch_end(self):
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
+        self.test_predictions, self._eval_parts = predictions.collect(self, self._eval_parts), []
         if self.test_confusion is not None:
             self.test_confusion_matrix = self.test_confusion.compute().tolist()
             self.test_confusion.reset()

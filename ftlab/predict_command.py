@@ -17,11 +17,10 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from ftlab.atomic import write_bytes
 from ftlab.errors import UserError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
@@ -266,18 +265,6 @@ def out_kind(out: Path) -> str:
     return kind
 
 
-def write_atomic(out: Path, text: str) -> None:
-    """Whole or not at all: a temp file beside it, renamed."""
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def predict_main(args: list[str]) -> int:
     try:
         opts = parser().parse_args(args)
@@ -310,7 +297,7 @@ def predict_main(args: list[str]) -> int:
                            predict(model, tokenizer, texts, pairs, max_length, opts.batch_size))
         text = render(rows, kind)
         if opts.out:
-            write_atomic(Path(opts.out), text)
+            write_bytes(Path(opts.out), text.encode("utf-8"), "the predictions")
         else:
             sys.stdout.write(text)
     except UserError as err:

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ftlab.atomic import write_bytes
 from ftlab.data.task import TaskSpec, TaskType
 from ftlab.errors import UserError
 
@@ -113,18 +112,10 @@ def lines(task: TaskSpec, rows: dict, texts: dict[str, list] | None = None) -> l
 
 
 def write(run_dir: Path | str, split: str, task: TaskSpec, rows: dict, texts: dict[str, list] | None = None) -> Path:
-    """`<run>/predictions/<split>.jsonl`, whole or not at all (a temp file renamed)."""
+    """`<run>/predictions/<split>.jsonl`, whole or not at all (ftlab/atomic.py)."""
     target = path(run_dir, split)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for line in lines(task, rows, texts):
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines(task, rows, texts))
+    write_bytes(target, text.encode("utf-8"), f"the {split} predictions")
     return target
 
 

@@ -98,6 +98,13 @@ class SweepFailures(Callback):
                 FAILED.append((str(record.run_dir), record.reason))
 
 
+def job_context() -> tuple[Path, dict, list[str]]:
+    """(run folder, config group choices, command-line overrides) of the Hydra job running now."""
+    hc = HydraConfig.get()
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and "@" not in k}
+    return Path(hc.runtime.output_dir), choices, list(hc.overrides.task)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_entry(cfg: DictConfig) -> float | None:
     """One Hydra job; returns the run's best validation value of `monitor` (never a test metric),
@@ -106,9 +113,7 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
     _quiet_libraries()
     hc = HydraConfig.get()
-    output_dir = Path(hc.runtime.output_dir)
-    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and "@" not in k}
-    overrides = list(hc.overrides.task)
+    output_dir, choices, overrides = job_context()
     try:
         action, resume = auto_resume(output_dir, os.environ)  # a requeued SLURM job continues its run
         if action == "done":

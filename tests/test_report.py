@@ -8,6 +8,7 @@ import shutil
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from scipy import stats
@@ -85,7 +86,7 @@ def test_table_numbers_match_results_json(sweep, metric, heading, pct):
         mean, std = statistics.mean(values), statistics.stdev(values)
         d = 2 if pct else 4
         (cell,) = markdown_row(report_md, heading, f"tiny_bert/{peft}")
-        assert cell.replace("**", "").startswith(f"{mean:.{d}f} ± {std:.{d}f} (n=2")
+        assert cell.replace("**", "").startswith(f"{mean:.{d}f} ± {std:.{d}f} [") and " (n=2" in cell
         row = csv_rows[f"tiny_bert/{peft}"]
         assert float(row[1]) == pytest.approx(mean, abs=1e-8) and float(row[2]) == pytest.approx(std, abs=1e-8)
         assert row[3] == "2"
@@ -98,10 +99,14 @@ def test_table_numbers_match_results_json(sweep, metric, heading, pct):
         (cell,) = markdown_row(report_md, heading, f"tiny_bert/{peft}")
         assert cell.startswith("**") == (peft in best)
     lora, full = ([r["test"][metric] for r in results[p]] for p in ("lora", "full"))
-    if lora != full:
-        expected = f"p_t={fmt_p(stats.ttest_rel(lora, full).pvalue)}, p_W={fmt_p(stats.wilcoxon(lora, full).pvalue)}"
-        assert expected in markdown_row(report_md, heading, "tiny_bert/lora")[0]
-    assert "p_t" not in markdown_row(report_md, heading, "tiny_bert/full")[0]  # the baseline itself
+    (cell,) = markdown_row(report_md, heading, "tiny_bert/lora")
+    if metric == "test/loss":  # no bootstrap over examples: the t-test over seeds (Wilcoxon: n=2 < 6)
+        if lora != full:
+            assert f"p_t={fmt_p(stats.ttest_rel(lora, full).pvalue)}, Holm " in cell
+    else:  # the bootstrap over test examples
+        assert "; p=" in cell or "; p<" in cell
+    assert "p_W" not in cell
+    assert "p" not in markdown_row(report_md, heading, "tiny_bert/full")[0].split("(n=")[1]  # the baseline itself
 
 
 def test_figures_are_valid_pngs(sweep):
@@ -138,10 +143,103 @@ def test_mismatched_failed_and_unfinished_runs_are_listed(sweep):
     assert ",failed,0," in runs_csv and ",unfinished,0," in runs_csv and runs_csv.count(",completed,1,") == 4
 
 
+def csv_cells(root: Path, metric: str, row: str) -> dict:
+    """{field: value} of one row of a table's CSV (its single dataset, acl_sup)."""
+    lines = (root / "report" / "tables" / f"{metric.replace('/', '_')}.csv").read_text().splitlines()
+    header, rows = lines[0].split(","), {ln.split(",")[0]: ln.split(",") for ln in lines[1:]}
+    return {h.removeprefix("acl_sup "): v for h, v in zip(header, rows[row])}
+
+
+def sweep_predictions(root: Path) -> dict:
+    """peft -> [predictions/test.jsonl rows of seed 1, seed 2]."""
+    return {peft: [[json.loads(ln) for ln in (root / f"{i}_tiny_bert_acl_sup_{peft}_s{seed}" / "predictions" / "test.jsonl")
+                    .read_text().splitlines()] for i, seed in zip(order, SEEDS)]
+            for peft, order in (("full", (0, 2)), ("lora", (1, 3)))}
+
+
+@pytest.mark.parametrize("metric, heading", [("test/accuracy", "test accuracy (%)"), ("test/macro_f1", "test macro-F1 (%)")])
+def test_report_has_bootstrap_p_with_holm(sweep, metric, heading):
+    root, _ = sweep
+    report_md = (root / "report" / "report.md").read_text()
+    results, preds = sweep_results(root), sweep_predictions(root)
+    lora = csv_cells(root, metric, "tiny_bert/lora")
+    assert lora["p_bootstrap"] and lora["p_bootstrap_holm"] and lora["ci_low"] and lora["ci_high"]
+    p, holm_p = float(lora["p_bootstrap"]), float(lora["p_bootstrap_holm"])
+    assert 1 / 10001 - 1e-12 <= p <= holm_p <= 1
+    (cell,) = markdown_row(report_md, heading, "tiny_bert/lora")
+    shown = f"p{fmt_p(p)}" if fmt_p(p).startswith("<") else f"p={fmt_p(p)}"
+    assert f"; {shown}, Holm {fmt_p(holm_p)})" in cell
+    # δ at the observed sample: the difference of the table's means (results.json, float32) ...
+    means = {peft: statistics.mean(r["test"][metric] for r in results[peft]) for peft in METHODS}
+    assert float(lora["delta_bootstrap"]) == pytest.approx(100 * (means["lora"] - means["full"]), abs=1e-4)
+
+    # ... and exactly (float64) that of the metric recomputed from the prediction files
+    def score(rows):
+        y, pr = [r["label"] for r in rows], [r["pred"] for r in rows]
+        if metric == "test/accuracy":
+            return sum(a == b for a, b in zip(y, pr)) / len(y)
+        f1s = [2 * sum(a == b == c for a, b in zip(y, pr)) / (y.count(c) + pr.count(c))
+               for c in set(y) | set(pr)]
+        return sum(f1s) / len(f1s)
+    delta = statistics.mean(score(a) - score(b) for a, b in zip(preds["lora"], preds["full"]))
+    assert float(lora["delta_bootstrap"]) == pytest.approx(100 * delta, abs=1e-9)
+    paired = report_md.split("## Paired tests against `full`\n", 1)[1].split("\n## ", 1)[0]
+    row = next(ln for ln in paired.splitlines() if ln.startswith(f"| {metric} | tiny_bert/lora |"))
+    assert f"| {fmt_p(p)} | {fmt_p(holm_p)} |" in row and "32 x 2 seed(s), B=10000" in row
+    assert "Wilcoxon signed-rank is not shown for n ≤ 5 paired seeds" in report_md
+    assert "Berg-Kirkpatrick et al., 2012; Dror et al., 2018" in report_md and "Holm, 1979" in report_md
+
+
+def group_page_section(page: str, heading: str) -> list[list[str]]:
+    """The table rows of one section of an error-analysis page, as lists of cells."""
+    section = page.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ")][2:]
+    return [[c.strip() for c in ln.strip().strip("|").split(" | ")] for ln in rows]
+
+
+@pytest.mark.parametrize("peft", METHODS)
+def test_error_analysis_pages(sweep, peft):
+    root, _ = sweep
+    out = root / "report"
+    name = f"groups/tiny_bert_{peft}__acl_sup.md"
+    page = (out / name).read_text()
+    groups = (out / "report.md").read_text().split("## Groups\n", 1)[1].split("\n## ", 1)[0]
+    assert "| error analysis |" in groups and f"[page]({name})" in groups
+    results, preds = sweep_results(root)[peft], sweep_predictions(root)[peft]
+    names = results[0]["task"]["label_names"]
+    # the confused pairs: the summed confusion matrices' off-diagonal cells, most frequent first
+    k = len(names)
+    total = [[sum(r["test_confusion_matrix"][i][j] for r in results) for j in range(k)] for i in range(k)]
+    expected = sorted(((i, j) for i in range(k) for j in range(k) if i != j and total[i][j]),
+                      key=lambda ij: (-total[ij[0]][ij[1]], ij))[:10]
+    shown = group_page_section(page, "Most confused pairs")
+    assert [(r[0], r[1], int(r[2])) for r in shown] == [(names[i], names[j], total[i][j]) for i, j in expected]
+    for r, (i, j) in zip(shown, expected):
+        assert r[3] == ", ".join(f"s{s}: {run['test_confusion_matrix'][i][j]}" for s, run in zip(SEEDS, results))
+        assert float(r[4]) == pytest.approx(100 * total[i][j] / sum(total[i]), abs=0.05)
+    # the examples every seed gets wrong: exactly those wrong in every run's predictions file
+    wrong = set.intersection(*({ln["index"] for ln in rows if ln["pred"] != ln["label"]} for rows in preds))
+    assert f"{len(wrong)} of {len(preds[0])} test examples are wrong in every one of the 2 seed(s)" in page
+    listed = group_page_section(page, "Test examples every seed gets wrong")
+    assert len(listed) == min(20, len(wrong)) and {int(r[0]) for r in listed} <= wrong
+    by_index = [{ln["index"]: ln for ln in rows} for rows in preds]
+    confidence = {i: statistics.mean(run[i]["probs"][run[i]["pred"]] for run in by_index) for i in wrong}
+    assert [int(r[0]) for r in listed] == sorted(wrong, key=lambda i: (-confidence[i], i))[:20]
+    for r in listed:
+        line = by_index[0][int(r[0])]
+        assert r[2] == names[line["label"]]
+        assert r[3] == ", ".join(f"s{s}: {names[run[int(r[0])]['pred']]}" for s, run in zip(SEEDS, by_index))
+    per_class = group_page_section(page, "Per class")
+    assert [r[0] for r in per_class] == names
+    for r in per_class:
+        f1 = [run["test_per_class"][r[0]]["f1"] * 100 for run in results]
+        assert r[3] == f"{statistics.mean(f1):.2f} ± {statistics.stdev(f1):.2f}"
+
+
 # ---------------------------------------------------------------- statistics
 
 def test_paired_tests_equal_scipy():
-    a, b = [0.81, 0.835, 0.80, 0.85, 0.842], [0.80, 0.80, 0.79, 0.82, 0.801]
+    a, b = [0.81, 0.835, 0.80, 0.85, 0.842, 0.83], [0.80, 0.80, 0.79, 0.82, 0.801, 0.832]
     t = paired_test(a, b)
     assert t.p_ttest == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
     assert t.t_stat == pytest.approx(stats.ttest_rel(a, b).statistic, rel=1e-12)
@@ -206,7 +304,8 @@ def test_seeds_group_although_their_run_dirs_differ(tmp_path):
     coll = collect([tmp_path])
     assert len(coll.groups) == 1 and coll.groups[0].seeds == [1, 2, 3] and not coll.excluded
     table = build_table(coll.groups, "test/accuracy")
-    assert "| tiny_bert/lora | **82.00 ± 2.00** (n=3) |" in to_markdown(table)
+    low, high = stats.bootstrap(([80.0, 82.0, 84.0],), np.mean, rng=np.random.default_rng(0)).confidence_interval
+    assert f"| tiny_bert/lora | **82.00 ± 2.00** [{low:.1f}, {high:.1f}] (n=3) |" in to_markdown(table)
     assert to_csv(table).splitlines()[1].startswith("tiny_bert/lora,82.0,2.0,3,1,")
 
 

@@ -319,3 +319,26 @@ def test_validation_matrices_travel_in_checkpoints(compose):
     after.on_load_checkpoint(checkpoint)
     assert [(r["epoch"], r["step"]) for r in after.val_confusion_matrices] == [(0, 4), (1, 8)]
     assert after.val_confusion_at(0, 4) == [[1, 0], [0, 1]] and after.val_confusion_at(2, 9) is None
+
+
+# ---- ftlab's own ways in: the Python API and `ftlab predict` -----------------------------------------
+
+@pytest.mark.parametrize("method", ["lora", "full", "bitfit"])
+def test_ftlab_load_and_ftlab_predict_reproduce_the_test(request, method, test_split, tmp_path):
+    import ftlab
+
+    run_dir = request.getfixturevalue(f"{method}_run")
+    texts, gold = test_split
+    classifier = ftlab.load(run_dir)
+    assert classifier.labels == list(LABELS) and classifier.max_length == 128
+    got = classifier.predict(texts)
+    assert [g["label"] for g in got] == [LABELS[g["label_id"]] for g in got]
+    assert_reproduces(run_dir, [g["label_id"] for g in got], gold)
+    source, out = tmp_path / "texts.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    proc = run_cli("predict", str(run_dir), "--input", str(source), "--out", str(out), "--threads", "1", timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cli = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [c["label_id"] for c in cli] == [g["label_id"] for g in got]
+    for c, g in zip(cli, got):
+        assert list(c["probs"].values()) == pytest.approx(list(g["probs"].values()), abs=1e-5)

@@ -118,6 +118,13 @@ def job_process(job: str) -> int:
     return next((int(row[0]) for row in rows if row[2:4] == ["0", "0"]), 0)
 
 
+def in_queue(job: str) -> bool:
+    """Whether the job is still pending or running. A requeued job's next attempt may wait behind the
+    other scenarios' jobs for a CPU, so the wait for it is bounded by the job leaving the queue."""
+    proc = subprocess.run(["squeue", "--noheader", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    return proc.returncode == 0 and bool(proc.stdout.strip())  # squeue refuses an id it has forgotten
+
+
 def process_state(pid: int) -> tuple[str, int]:
     """(state letter, pending signal mask) of a process; ("", 0) once it is gone."""
     try:
@@ -174,7 +181,9 @@ def interrupted(root, name, interrupt, *args):
     job, run_dir = sweep.job(), sweep.run_dir()
     wait_for("a step checkpoint", lambda: (run_dir / "checkpoints" / "resume.ckpt").is_file(), every=0.05)
     facts, asked = interrupt(job), time.monotonic()
-    wait_for("the resumed job", lambda: "resuming" in (run_dir / "ftlab.log").read_text(), every=0.5)
+    resumed = lambda: "resuming" in (run_dir / "ftlab.log").read_text()
+    wait_for("the resumed job", lambda: resumed() or not in_queue(job), timeout=900, every=0.5)
+    assert resumed(), f"job {job} left the queue without resuming: {(run_dir / 'ftlab.log').read_text()[-2000:]}"
     facts["latency"] = time.monotonic() - asked  # to the next attempt's "resuming" line
     return {**sweep.finish(), **facts, "job": job, "run_dir": run_dir}
 

@@ -29,6 +29,9 @@ def composition_error(exc: Exception) -> UserError:
         detail = str(exc.__cause__ or "").split("\n")[0]  # "Key 'x' is not in struct"
         return UserError(f"{first} {detail}".strip(),
                          "check the spelling (python -m ftlab --cfg job shows every key); +key=value adds a new one")
+    if first.startswith("Ambiguous value for argument"):  # key=a,b without -m
+        return UserError(f"{first}: a comma makes it a sweep",
+                         "sweep with -m (ftlab -m key=a,b); a list is key=[a,b], a text with a comma key='a,b'")
     return UserError(first, f"use one of: {', '.join(options)}" if options else "check the overrides (ftlab --help)")
 
 

@@ -1,4 +1,5 @@
-"""`ftlab report <dir>...`: tables (Markdown, CSV, LaTeX), paired tests, figures and report.md for runs.
+"""`ftlab report <dir>...`: tables (Markdown, CSV, LaTeX), paired tests, figures, error-analysis pages
+and report.md for runs.
 
     ftlab report outputs/multirun/2026-01-01/10-00-00-000000 [more dirs] [--out DIR]
                  [--baseline full] [--latex] [--no-plots]
@@ -15,6 +16,7 @@ from pathlib import Path
 from ftlab.errors import UserError
 from ftlab.report.collect import Collection, collect
 from ftlab.report.document import display_path, report_markdown
+from ftlab.report.error_analysis import write_pages
 from ftlab.report.plots import confusion_matrix, learning_curves, slug
 from ftlab.report.search import search_files, search_markdown, search_summary
 from ftlab.sweepers.study import is_search, load_search
@@ -75,7 +77,8 @@ def summary(coll: Collection, tables: dict[str, Table], report: Path) -> str:
              f"({sum(len(g.runs) for g in coll.groups)} in {len(coll.groups)} group(s), {len(coll.excluded)} left out), "
              f"{len(coll.with_status('failed'))} failed, {len(coll.with_status('interrupted'))} interrupted, {len(coll.with_status('unfinished', 'unreadable'))} unfinished"]
     if coll.baseline:
-        lines.append(f"paired tests against peft={coll.baseline} (p_t: paired t-test, p_W: Wilcoxon)")
+        lines.append(f"paired tests against peft={coll.baseline} (p: paired bootstrap over test examples, "
+                     "p_t: paired t-test over seeds; Holm: adjusted over the table)")
     for metric in headline_metrics(coll, list(tables)):
         lines += ["", f"{title(metric)}, mean ± std over seeds, best in **bold**:", to_markdown(tables[metric])]
     for heading, items in (("left out", [(r, why) for r, why in coll.excluded]),
@@ -109,7 +112,8 @@ def make_report(dirs: list[Path], out: Path | None = None, baseline: str | None 
     (out / "runs.csv").write_text(runs_csv(coll))
     report = out / "report.md"
     links = {m: {kind: p.relative_to(out) for kind, p in f.items()} for m, f in files.items()}
-    document = report_markdown(coll, tables, links, curves, confusion)
+    pages = write_pages(coll, out)
+    document = report_markdown(coll, tables, links, curves, confusion, pages)
     searches = [load_search(d) for d in dirs if is_search(d)]  # a search folder: its trials and best trial
     if searches:
         sections = [line for s in searches for line in search_markdown(s, search_files(s, out, plots))]

@@ -2,7 +2,10 @@
 
 Rows are model/method (a group's label), columns datasets. Accuracy and F1-type metrics are shown
 in %, MCC and correlations x100 (as GLUE reports them), loss and MSE raw; std is the sample std
-(ddof=1) and is left out when n=1. Lower is better for loss and MSE, higher for everything else.
+(ddof=1) and is left out when n=1; [low, high] is a 95% bootstrap CI of the mean (BCa, from 2 seeds).
+A cell against the baseline shows the p of the paired bootstrap over test examples and its Holm
+adjustment over the table, or the paired t-test's where there is no bootstrap. Lower is better for
+loss and MSE, higher for everything else.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import statistics
 from dataclasses import dataclass, field
 
 from ftlab.report.grouping import Group
-from ftlab.report.stats import PairedTest, baseline_for, compare, seed_values
+from ftlab.report.significance import RESAMPLES, mean_ci
+from ftlab.report.stats import PairedTest, adjust, baseline_for, compare, seed_values
 
 METRIC_ORDER = ("accuracy", "macro_f1", "micro_f1", "f1", "mcc", "pearson", "spearman", "loss", "mse")
 PERCENT = ("accuracy", "macro_f1", "micro_f1", "f1")
@@ -55,6 +59,7 @@ class Cell:
     seeds: list
     best: bool = False
     test: PairedTest | None = None
+    ci: tuple[float, float] | None = None  # 95% bootstrap CI of the mean, display scale
 
     @property
     def n(self) -> int:
@@ -83,7 +88,7 @@ def metrics_of(groups: list[Group], split: str = "test") -> list[str]:
     return sorted(names, key=lambda m: (order.get(m, len(order)), m))
 
 
-def build_table(groups: list[Group], metric: str, baseline: str | None = None) -> Table:
+def build_table(groups: list[Group], metric: str, baseline: str | None = None, n_resamples: int = RESAMPLES) -> Table:
     rows = list(dict.fromkeys(g.label for g in groups))
     columns = sorted({g.dataset for g in groups})
     table = Table(metric, rows, columns)
@@ -92,10 +97,12 @@ def build_table(groups: list[Group], metric: str, baseline: str | None = None) -
         if not values:
             continue
         cell = Cell([v * scale(metric) for v in values.values()], list(values))
+        cell.ci = mean_ci(cell.values)
         base = baseline_for(g, groups, baseline) if baseline else None
         if base is not None:
-            cell.test = compare(g, base, metric)
+            cell.test = compare(g, base, metric, n_resamples)
         table.cells[(g.label, g.dataset)] = cell
+    adjust([c.test for c in table.cells.values() if c.test is not None])
     mark_best(table)
     return table
 
@@ -116,9 +123,31 @@ def fmt_p(p: float | None) -> str:
     return "-" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_equals(name: str, p: float | None) -> str:
+    """'p=0.012', 'p<0.001'."""
+    shown = fmt_p(p)
+    return f"{name}{shown}" if shown.startswith("<") else f"{name}={shown}"
+
+
 def format_value(cell: Cell, metric: str) -> str:
     d = decimals(metric)
     return f"{cell.mean:.{d}f}" + (f" ± {cell.std:.{d}f}" if cell.std is not None else "")
+
+
+def format_ci(ci: tuple[float, float] | None, metric: str) -> str:
+    d = max(1, decimals(metric) - 1)
+    return "-" if ci is None else f"[{ci[0]:.{d}f}, {ci[1]:.{d}f}]"
+
+
+def cell_p(test: PairedTest | None) -> tuple[str, float, float | None] | None:
+    """What a cell shows: ('p', bootstrap p, Holm) when there is a bootstrap, else ('p_t', t-test's)."""
+    if test is None:
+        return None
+    if test.bootstrap is not None and test.bootstrap.p is not None:
+        return "p", test.bootstrap.p, test.bootstrap.p_holm
+    if test.p_ttest is not None:
+        return "p_t", test.p_ttest, test.p_ttest_holm
+    return None
 
 
 def format_cell(cell: Cell | None, metric: str, bold: str = "**") -> str:
@@ -127,9 +156,12 @@ def format_cell(cell: Cell | None, metric: str, bold: str = "**") -> str:
     text = format_value(cell, metric)
     if cell.best:
         text = f"{bold}{text}{bold}"
+    if cell.ci is not None:
+        text += f" {format_ci(cell.ci, metric)}"
     extra = f"n={cell.n}"
-    if cell.test is not None and cell.test.n >= 2 and (cell.test.p_ttest is not None or cell.test.p_wilcoxon is not None):
-        extra += f"; p_t={fmt_p(cell.test.p_ttest)}, p_W={fmt_p(cell.test.p_wilcoxon)}"
+    shown = cell_p(cell.test)
+    if shown is not None:
+        extra += f"; {p_equals(shown[0], shown[1])}, Holm {fmt_p(shown[2])}"
     return f"{text} ({extra})"
 
 
@@ -151,10 +183,12 @@ def _num(value: float | None) -> str:
 
 
 def to_csv(table: Table) -> str:
-    """Wide, like the Markdown table: per dataset mean, std, n, best, p-values (display scale)."""
+    """Wide, like the Markdown table: per dataset mean, std, n, best, the CI of the mean (display scale),
+    the p-values raw and Holm-adjusted, and the bootstrap's δ with its CI (display scale)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    fields = ("mean", "std", "n", "best", "p_ttest", "p_wilcoxon")
+    fields = ("mean", "std", "n", "best", "ci_low", "ci_high", "p_ttest", "p_ttest_holm", "p_wilcoxon",
+              "p_wilcoxon_holm", "p_bootstrap", "p_bootstrap_holm", "delta_bootstrap", "delta_ci_low", "delta_ci_high")
     writer.writerow(["row"] + [f"{col} {f}" for col in table.columns for f in fields])
     for row in table.rows:
         line = [row]
@@ -164,8 +198,14 @@ def to_csv(table: Table) -> str:
                 line += [""] * len(fields)
                 continue
             t = c.test
-            line += [_num(c.mean), _num(c.std), c.n, int(c.best), _num(t.p_ttest if t else None),
-                     _num(t.p_wilcoxon if t else None)]
+            b = t.bootstrap if t else None
+            k = scale(table.metric)
+            line += [_num(c.mean), _num(c.std), c.n, int(c.best), _num(c.ci[0] if c.ci else None),
+                     _num(c.ci[1] if c.ci else None)]
+            line += [_num(getattr(t, name, None)) for name in ("p_ttest", "p_ttest_holm", "p_wilcoxon", "p_wilcoxon_holm")]
+            line += [_num(getattr(b, name, None)) for name in ("p", "p_holm")]
+            line += [_num(None if getattr(b, name, None) is None else getattr(b, name) * k)
+                     for name in ("delta", "ci_low", "ci_high")]
         writer.writerow(line)
     return out.getvalue()
 

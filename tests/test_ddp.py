@@ -51,3 +51,18 @@ def test_rank_zero_alone_writes(runs):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.suffix == ".ckpt") == \
         sorted(p.name for p in (runs["single"][0] / "checkpoints").iterdir() if p.suffix == ".ckpt")
     assert (run_dir / "model").is_dir() and ddp["status"] == "completed"
+
+
+def test_the_predictions_file_gathers_every_rank_once(runs):
+    """Each rank predicts a share of the test split; rank 0 writes them all, each example once, as the
+    single process predicted them."""
+    from ftlab import predictions
+
+    single, ddp = (predictions.load(runs[name][0], "test") for name in ("single", "ddp"))
+    assert [r["index"] for r in ddp] == [r["index"] for r in single] and len(ddp) == 48  # 3 batches of 16
+    assert [r["pred"] for r in ddp] == [r["pred"] for r in single]
+    assert [r["text"] for r in ddp] == [r["text"] for r in single]
+    for a, b in zip(ddp, single):
+        assert a["probs"] == pytest.approx(b["probs"], abs=1e-4)
+    matrix = runs["ddp"][1]["test_confusion_matrix"]
+    assert sum(map(sum, matrix)) == len(ddp)

@@ -5,6 +5,7 @@
 #             writes bench/results/<date>.json and .md. Options (bench/README.md):
 #             make bench BENCH_ARGS="--reps 5 --steps 30"; BENCH_ARGS=--quick for a one-minute smoke run
 # make bench-defaults: the learning-rate searches behind each PEFT method's default (real MiniLM, ~1 h)
+# make bench-precision: 32-true vs bf16-mixed at the defaults, 3 seeds, the evidence for trainer.precision=auto (~1 h)
 # make slurm-up / slurm-down: a one-node SLURM cluster on this machine for hydra/launcher=slurm (root,
 #             Debian/Ubuntu; installs the packages when missing): tools/slurm_cluster.sh start / stop.
 #             make test starts it itself for tests/test_slurm.py (skipped, with the reason, where it cannot)
@@ -17,7 +18,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install install-smollm2 run test test-all bench bench-defaults clean slurm-up slurm-down
+.PHONY: install install-smollm2 run test test-all bench bench-defaults bench-precision clean slurm-up slurm-down
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,10 @@ bench: install
 # the learning-rate searches behind each method's default lr (README "Method defaults"; ~1 h on 2 CPUs)
 bench-defaults: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m bench.method_defaults $(BENCH_ARGS)
+
+# bf16-mixed against 32-true at ftlab's defaults over 3 seeds (README "Precision"; ~1 h on 2 CPUs)
+bench-precision: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m bench.precision_parity $(BENCH_ARGS)
 
 slurm-up:
 	tools/slurm_cluster.sh start

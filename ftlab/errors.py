@@ -7,6 +7,7 @@ exceptions so that their traceback is kept.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -64,3 +65,19 @@ class InvalidValue(UserError):
 class NeedsCuda(UserError):
     def __init__(self, feature: str, alternative: str):
         super().__init__(f"{feature} needs a CUDA GPU and none is available", alternative)
+
+
+class RunInterrupted(Exception):
+    """A run stopped by a signal at a clean point; `step` optimizer steps are in its resume checkpoint."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step = signum, step
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

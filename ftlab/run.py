@@ -28,6 +28,7 @@ from ftlab.models.backbone import is_decoder
 from ftlab.model_card import write_model_card
 from ftlab.models.loss import task_loss
 from ftlab.models.metrics import per_class_scores
+from ftlab.precision import record as precision_record
 from ftlab.models.module import ClassifierModule
 from ftlab.results import RESULTS_FILE, completed, git_commit, interrupted, package_versions
 from ftlab.resume import Resume, continue_logs
@@ -229,6 +230,7 @@ def record(cfg: DictConfig, run: Assembled, best_path: str | None, test_metrics:
         "test_per_label_f1": run.module.test_per_label_f1,
         "loss": run.module.loss_fn.to_dict(),
         "early_stopping": run.early_stopping,
+        "precision": precision_record(cfg),
         "params": run.params.to_dict(),
         "saved": saved,
         "timing": {**recorder.summary(), "data_setup_seconds": round(datamodule.setup_seconds, 3),

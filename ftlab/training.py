@@ -14,12 +14,11 @@ command's (`ftlab -m ...`), or a loop of calls.
 
 from __future__ import annotations
 
-from ftlab.errors import UserError
+from ftlab.errors import RunInterrupted, UserError
 
 
 def _job(cfg):
     """The Hydra task: the run, its failure recorded in its folder before the error goes up."""
-    from ftlab.callbacks.graceful_stop import RunInterrupted
     from ftlab.cli import job_context, record_failure_if_room
     from ftlab.run import run
 

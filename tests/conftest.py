@@ -51,10 +51,79 @@ def compose(tmp_path):
     return _compose
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None):
-    """Run `python -m ftlab` as a user would; returns the CompletedProcess."""
+class _ForkedCli:
+    """tests/support/cli_zygote.py, started at the first `run_cli` of this process (an xdist worker)."""
+
+    def __init__(self):
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="ftlab-cli-")
+        self.socket = os.path.join(self.dir, "cli.sock")
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "support" / "cli_zygote.py"), self.socket],
+                                     cwd=REPO, env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     text=True)
+        ready, _, env = self.proc.stdout.readline().partition(" ")
+        if ready != "ready":
+            raise RuntimeError(f"tests/support/cli_zygote.py did not start (exit {self.proc.wait()})")
+        import json
+
+        started = json.loads(env)
+        self.env, self.set_by_imports = started["env"], started["set_by_imports"]  # (ftlab.cli: THP_MEM_ALLOC_ENABLE)
+
+    def serves(self, env: dict) -> bool:
+        from support.cli_zygote import FORKABLE_ENV
+
+        changed = {k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k)}
+        changed -= {k for k, v in self.set_by_imports.items() if env.get(k, v) == v}  # set again in the child
+        return all(k.startswith(FORKABLE_ENV) for k in changed)
+
+    def run(self, args: list[str], cwd: Path, env: dict, timeout: float) -> dict:
+        import json
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout + 60)
+            conn.connect(self.socket)
+            conn.sendall(json.dumps({"args": args, "cwd": str(cwd), "env": env, "timeout": timeout}).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    raise RuntimeError("the forked CLI server closed the connection without an answer")
+                data += chunk
+        return json.loads(data)
+
+    def close(self) -> None:
+        import shutil
+
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_FORKED: list[_ForkedCli] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forked_cli_ends():
+    yield
+    for server in _FORKED:
+        server.close()
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None, fresh: bool = False):
+    """Run `python -m ftlab` as a user would; returns the CompletedProcess. The command is forked
+    from a process that has imported it already (tests/support/cli_zygote.py: the same command,
+    without its seconds of imports), unless `fresh`, FTLAB_TEST_FRESH_CLI=1, or an environment that
+    changes what the imports read asks for a new interpreter."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "ftlab", *args],
-        cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )
+    command = [sys.executable, "-m", "ftlab", *args]
+    fork = not fresh and os.environ.get("FTLAB_TEST_FRESH_CLI") != "1"
+    if fork and not _FORKED:
+        _FORKED.append(_ForkedCli())
+    if not fork or not _FORKED[0].serves(full_env):
+        return subprocess.run(command, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    reply = _FORKED[0].run(list(args), cwd or REPO, full_env, timeout)
+    if reply["timed_out"]:
+        raise subprocess.TimeoutExpired(command, timeout, output=reply["stdout"], stderr=reply["stderr"])
+    return subprocess.CompletedProcess(command, reply["rc"], reply["stdout"], reply["stderr"])

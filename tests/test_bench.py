@@ -1,6 +1,8 @@
-"""The benchmark (bench/, `make bench`) in its smoke mode: every contender runs a few steps, and the
-JSON and Markdown reports hold every contender, figure, ratio and target. About 40 s on an idle
-2-core machine (seven processes, most of it imports)."""
+"""The benchmark (bench/, `make bench`) in its smoke mode: every contender (fp32 and bf16-mixed) runs a
+few steps, the peak process measures its matmul shapes, and the JSON and Markdown reports hold
+every contender, figure, peak, ratio and target. Two processes (the data-cold `python -m ftlab`,
+then one that runs every contender, ftlab's through ftlab.train): about 35 s on an idle 2-core
+machine, most of it imports and model loads. The rest: the report's arithmetic on small inputs."""
 
 from __future__ import annotations
 
@@ -16,10 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # bench/ is a folder of the repository, not part of the installed package
     sys.path.insert(0, str(REPO))
 
-CONTENDERS = ("ftlab-full", "ftlab-lora", "hf-pad128", "hf-grouped", "plain")
-EPOCH_CONTENDERS = ("ftlab-full", "hf-grouped", "plain")
-FIGURES = ("train_samples_per_s", "step_ms", "real_tokens_per_s", "padded_tokens_per_s", "train_gflops_6n",
+CONTENDERS = ("ftlab-full", "plain", "ftlab-full-bf16", "plain-bf16", "hf-grouped", "hf-grouped-bf16", "ftlab-lora",
+              "hf-pad128")
+EPOCH_CONTENDERS = ("ftlab-full", "plain", "ftlab-full-bf16", "plain-bf16", "hf-grouped", "hf-grouped-bf16")
+FIGURES = ("train_samples_per_s", "step_ms", "real_tokens_per_s", "padded_tokens_per_s", "train_gflops",
            "pct_of_peak", "eval_samples_per_s", "first_step_s", "first_step_from_launch_s", "data_setup_s", "peak_rss_gib")
+FP32, BF16 = "32-true", "bf16-mixed"
+# MiniLM-L6 (hidden 384, FFN 1536, 6 layers) + pooler + 3-way head: the Linear weights, nothing else
+MINILM_MATMUL = 6 * (4 * 384 * 384 + 2 * 384 * 1536) + 384 * 384 + 384 * 3
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +53,70 @@ def test_json_has_every_contender_and_figure(smoke):
     runs = [r for r in res["runs"] if r["phase"] == "train"]
     assert sorted(r["contender"] for r in runs) == sorted(CONTENDERS)
     assert {r["figures"]["eval_samples"] for r in runs} == {res["config"]["eval_examples"]}  # one test subset for all
-    assert res["identical_batches_ftlab_plain"] == {"window": True, "epoch": True}
+    assert res["identical_batches"] == {"ftlab-full/plain": {"window": True, "epoch": True},
+                                        "ftlab-full-bf16/plain-bf16": {"window": True, "epoch": True}}
 
     data = res["data_setup"]
     assert data["cold_cache_hit"] == [False] and data["cold_median"] > 0 and data["warm_median"] > 0
-    assert res["peak_gflops"]["best"] > 0 and res["params_for_flops"] > 20_000_000  # MiniLM-L6 + head
-    assert set(res["ratios"]["window"]) == set(CONTENDERS) - {"ftlab-full"}
+    assert set(res["ratios"]["window"]) == set(CONTENDERS) - {"ftlab-full", "ftlab-full-bf16"}
+    assert res["ratios"]["window"]["plain-bf16"]["ref"] == "ftlab-full-bf16"  # like with like
+    assert res["ratios"]["window"]["plain"]["ref"] == "ftlab-full"
     assert all(t["measured"] is not None and t["pass"] in (True, False) for t in res["targets"]), res["targets"]
-    assert len(res["targets"]) == 9
+    assert len(res["targets"]) == 11
     meta = res["meta"]
     assert meta["cpu_model"] and meta["cpus_usable"] >= 1 and meta["versions"]["torch"] and meta["versions"]["transformers"]
     assert "git_commit" in meta and meta["duration_seconds"] > 0
+
+
+def test_every_contender_runs_in_the_precision_it_asks_for(smoke):
+    """bf16 contenders: bf16 autocast inside the forward, in training and evaluation (the HF Trainer's
+    bf16=True included); fp32 ones: none. ftlab's own results.json agrees."""
+    res, _ = smoke
+    seen = res["precision_seen"]
+    assert set(seen) == set(CONTENDERS)
+    for name, entry in seen.items():
+        want = BF16 if name.endswith("-bf16") else FP32
+        assert entry["asked"] == want and entry["ok"], (name, entry)
+        assert entry["seen"]["train"]["autocast"] == ("bfloat16" if want == BF16 else None), name
+        assert entry["seen"]["train"]["weight"] == "float32", name  # mixed precision: fp32 master weights
+    assert seen["ftlab-full-bf16"]["ftlab_used"] == BF16 and seen["ftlab-full"]["ftlab_used"] == FP32
+    hf = [r for r in res["runs"] if r["contender"] == "hf-grouped-bf16"][0]
+    assert hf["child"]["mixed_precision"] == "bf16"
+
+
+def test_peaks_and_utilisation(smoke):
+    """Both peaks at the model's own shapes, and each contender's % against the peak of its precision
+    with FLOPs = 6 x the matmul (non-embedding Linear) parameters x real tokens."""
+    res, md = smoke
+    peak, params = res["peak"], res["params"]
+    t = peak["tokens"]
+    shapes = {s["name"]: s for s in peak["shapes"]}
+    assert (shapes["attn proj"]["m"], shapes["attn proj"]["k"], shapes["attn proj"]["n"]) == (t, 384, 384)
+    assert (shapes["ffn up"]["m"], shapes["ffn up"]["k"], shapes["ffn up"]["n"]) == (t, 384, 1536)
+    assert (shapes["ffn down"]["m"], shapes["ffn down"]["k"], shapes["ffn down"]["n"]) == (t, 1536, 384)
+    assert [s["per_layer"] for s in peak["shapes"][:3]] == [4, 1, 1]
+    assert "ftlab's" in peak["tokens_basis"] and t > 0  # T from ftlab's own batches
+    for p in (FP32, BF16):
+        assert peak["gflops"][p] > 0 and peak["square_gflops"][p] > 0 and peak["training_mix_gflops"][p] > 0
+        rates = [s[p]["gflops_best"] for s in peak["shapes"][:3]]
+        assert min(rates) <= peak["gflops"][p] <= max(rates)  # a weighted mean of the model's products
+    assert peak["native_bf16"] in (True, False) and peak["native_bf16_why"]
+
+    assert params["matmul"] == MINILM_MATMUL
+    head = 384 * 3 + 3
+    assert params["matmul"] < params["total"] - params["embedding"] + head
+    assert params["embedding"] > 11_000_000 and params["total"] > 20_000_000
+    for run in res["runs"]:  # the children count the same on their real models
+        if run["phase"] == "train" and not run["contender"].startswith("ftlab-"):
+            assert run["child"]["params"]["matmul"] == params["matmul"], run["contender"]
+    for name, row in res["summary"]["window"].items():
+        rate = peak["gflops"][BF16 if name.endswith("-bf16") else FP32]
+        expected = 100 * 6 * params["matmul"] * row["real_tokens_per_s"] / 1e9 / rate
+        assert row["pct_of_peak"] == pytest.approx(expected, rel=1e-6), name
+
+    default = res["ftlab_default"]["contender"]
+    assert default == ("ftlab-full-bf16" if peak["native_bf16"] else "ftlab-full")
+    assert f"fp32 {peak['gflops'][FP32]:.1f} GFLOP/s, bf16 {peak['gflops'][BF16]:.1f} GFLOP/s" in md
 
 
 def test_markdown_has_every_contender_figure_and_target(smoke):
@@ -68,9 +127,11 @@ def test_markdown_has_every_contender_figure_and_target(smoke):
         assert f"| {name} |" in md
     for key in FIGURES + ("test_accuracy", "test_macro_f1"):
         assert TITLES[key][0] in md, key
+    assert "% of peak (its precision)" in md
     for target in res["targets"]:
-        assert target["target"] in md
-    for heading in ("## Training window", "## Full epoch", "## ftlab data set-up", "## Ratios", "## Targets"):
+        assert target["target"].replace("|", "\\|") in md
+    for heading in ("## Training window", "## Full epoch", "## ftlab data set-up", "## Matmul peaks", "## Ratios",
+                    "## Targets"):
         assert heading in md
     assert "QUICK SMOKE MODE" in md and len(md.splitlines()) < 300
 
@@ -106,3 +167,63 @@ def test_window_arithmetic():
     assert whole["span_seconds"] == pytest.approx(3.0) and whole["span_samples"] == 14
     with pytest.raises(ValueError):
         _span(child, 3, 6)
+
+
+def test_mix_rate_is_flop_weighted():
+    """The peak of a mix: its FLOPs over the time they take at each product's rate."""
+    from bench.contenders import matmul_shapes, mix_rate
+
+    shapes = matmul_shapes(384, 1536, 100, 64)[:3]
+    for s, rate in zip(shapes, (100.0, 200.0, 400.0)):
+        s[FP32] = {"gflops_best": rate}
+    flops = [4 * 100 * 384 * 384, 100 * 384 * 1536, 100 * 1536 * 384]  # x2 each: cancels
+    expected = sum(flops) / (flops[0] / 100 + flops[1] / 200 + flops[2] / 400)
+    assert mix_rate(shapes, FP32, "per_layer") == pytest.approx(expected)
+
+
+def test_matmul_params_leave_embeddings_out():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bench.common import param_counts
+
+    config = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=32, num_labels=3)
+    with torch.device("meta"):
+        counts = param_counts(BertForSequenceClassification(config))
+    assert counts["matmul"] == 2 * (4 * 16 * 16 + 2 * 16 * 64) + 16 * 16 + 16 * 3
+    assert counts["embedding"] == (100 + 32 + 2) * 16 + 2 * 16  # word, position, type embeddings + LayerNorm
+
+
+def _row(rate: float, acc: float = 0.75) -> dict:
+    return {"train_samples_per_s": rate, "step_ms": 1000 * 32 / rate, "eval_samples_per_s": rate * 3,
+            "test_accuracy": acc, "peak_rss_gib": 2.0}
+
+
+def _summary(hf_bf16: float, ftlab_bf16: float) -> dict:
+    rows = {"ftlab-full": _row(70), "plain": _row(70), "ftlab-full-bf16": _row(ftlab_bf16), "plain-bf16": _row(ftlab_bf16),
+            "hf-grouped": _row(60), "hf-grouped-bf16": _row(hf_bf16, 0.74), "ftlab-lora": _row(80), "hf-pad128": _row(13)}
+    return {"window": rows, "epoch": {k: v for k, v in rows.items() if k not in ("ftlab-lora", "hf-pad128")}}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_targets_compare_ftlab_default_with_the_fastest_hf(native):
+    from bench.report import ftlab_default, targets
+
+    summary = _summary(hf_bf16=75.0, ftlab_bf16=120.0)
+    config = {"acc_tol": 0.03, "batch_size": 32, "quick": False, "ftlab_conf_precision": "auto"}
+    peak = {"native_bf16": native, "native_bf16_why": "test"}
+    res = {"summary": summary, "ftlab_default": ftlab_default(summary, peak, config),
+           "identical_batches": {"ftlab-full/plain": {"window": True, "epoch": True}},
+           "data_setup": {"speedup": 40.0, "cold_median": 0.8, "warm_median": 0.02, "cold_seconds": [0.8],
+                          "warm_seconds": [0.02]}, "meta": {"duration_seconds": 1000.0}}
+    rows = targets(res, config)
+    fastest = [t for t in rows if "fastest HF Trainer, equal" in t["target"]][0]
+    assert "fastest HF: hf-grouped-bf16" in fastest["basis"]  # 75 > 60: the bf16 HF row is the bar
+    if native:  # ftlab's default is its bf16 row: 120 / 75 = 1.6
+        assert fastest["measured"] == pytest.approx(1.6) and fastest["pass"]
+    else:  # fp32 row: 70 / 75
+        assert fastest["measured"] == pytest.approx(70 / 75) and not fastest["pass"]
+    steps = [t for t in rows if t["target"].startswith("time/step")]
+    assert len(steps) == 4 and all(t["measured"] == pytest.approx(1.0) and t["pass"] for t in steps)
+    gap = [t for t in rows if t["target"].startswith("test accuracy gap")][0]
+    assert gap["measured"] == pytest.approx(0.01) and gap["pass"]

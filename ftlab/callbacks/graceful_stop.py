@@ -24,24 +24,9 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from ftlab.callbacks.resume_checkpoint import ResumeCheckpoint, validation_or_epoch_end_follows
+from ftlab.errors import RunInterrupted  # noqa: F401  (raised here; defined where the CLI catches it without torch)
 
 log = logging.getLogger(__name__)
-
-
-class RunInterrupted(Exception):
-    """A run stopped by a signal at a clean point; `step` optimizer steps are in its resume checkpoint."""
-
-    def __init__(self, signum: int, step: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
-        self.signum, self.step = signum, step
-
-    @property
-    def signal_name(self) -> str:
-        return signal.Signals(self.signum).name
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 def stop_signals(environ=os.environ) -> tuple[signal.Signals, ...]:

@@ -23,6 +23,8 @@ from ftlab.config.schema import typed
 from ftlab.config.signature import build, check_node
 from ftlab.errors import InvalidChoice, NeedsCuda, UserError
 
+log = logging.getLogger(__name__)
+
 # target nodes and the runtime objects their builders are given (not config keys)
 TARGETS = {"model": set(), "dataset": set(), "data": {"source", "tokenizer", "seed"}, "peft": set(),
            "optimizer": {"params"}, "scheduler": {"optimizer", "num_training_steps"},
@@ -86,6 +88,18 @@ def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
     precision = str(cfg.trainer.get("precision", "32-true"))
     if precision in ("16", "16-mixed", "16-true"):
         raise NeedsCuda(f"trainer.precision={precision} (fp16)", "on CPU use trainer.precision=bf16-mixed or 32-true")
+
+
+def resolve_precision(cfg: DictConfig) -> None:
+    """trainer.precision=auto -> what this machine multiplies natively (ftlab/precision.py), in place."""
+    from ftlab.precision import AUTO, resolve
+
+    if str(cfg.trainer.get("precision")) != AUTO:
+        return
+    precision, why = resolve(AUTO, str(cfg.trainer.get("accelerator", "auto")))
+    with open_dict(cfg):
+        cfg.trainer.precision = precision
+    log.info("trainer.precision=auto: %s (%s)", precision, why.removeprefix("auto: "))
 
 
 def check_eval_interval(cfg: DictConfig) -> None:
@@ -182,6 +196,7 @@ def checked(cfg: DictConfig, choices: dict | None = None) -> DictConfig:
     value, what is expected and an example."""
     refuse_helper_preset(choices or {})
     cfg = typed(cfg)
+    resolve_precision(cfg)  # before the trainer's arguments are checked: Lightning has no `auto`
     check_targets(cfg)
     refuse_cuda_only_on_cpu(cfg)
     check_eval_interval(cfg)

@@ -133,7 +133,7 @@ def estimate_model(model: nn.Module, *, batch_size: int, max_length: int, precis
     or "cpu"); `quant_4bit` ({"double_quant": bool}) when the layers' Linears are loaded in 4 bits."""
     if batch_size < 1 or max_length < 1:
         raise UserError(f"batch size {batch_size} / length {max_length} must be positive", "e.g. --batch-size 32 --max-length 128")
-    precision = normalize_precision(precision)
+    precision = normalize_precision(precision, "cuda" if device == "cuda" else "cpu")
     value, mixed, half = activation_value_bytes(precision), precision.endswith("mixed"), precision.endswith("16-true")
     dims = model_dims(model.config)
     stack_name, blocks = layer_stack(model, dims["layers"])

@@ -13,10 +13,15 @@ PRECISIONS = {"32": "32-true", "32-true": "32-true", "64": "64-true", "64-true":
               "16-true": "16-true", "bf16-true": "bf16-true"}
 
 
-def normalize_precision(precision) -> str:
+def normalize_precision(precision, accelerator: str = "auto") -> str:
+    """Lightning's name of a precision; `auto` is what this machine's run would use (ftlab/precision.py)."""
     key = str(precision)
+    if key == "auto":
+        from ftlab.precision import resolve
+
+        key = resolve(key, accelerator)[0]
     if key not in PRECISIONS:
-        raise InvalidChoice("trainer.precision", precision, sorted(set(PRECISIONS.values())))
+        raise InvalidChoice("trainer.precision", precision, ["auto", *sorted(set(PRECISIONS.values()))])
     return PRECISIONS[key]
 
 

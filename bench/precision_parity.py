@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.precision_parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=["lora", "full"])
     p.add_argument("--datasets", nargs="+", default=["restaurant_sup", "acl_sup"])
+    p.add_argument("--pairs", nargs="+", metavar="METHOD:DATASET",
+                   help="the rows instead of every method x dataset (e.g. lora:restaurant_sup full:acl_sup)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--model", default="minilm")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -37,18 +40,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def completed_runs(folder: Path) -> list[dict]:
+    runs = [json.loads(p.read_text()) for p in folder.glob("*/results.json")]
+    return sorted((r for r in runs if r.get("status") == "completed"), key=lambda r: r["seed"])
+
+
 def sweep(folder: Path, model: str, method: str, dataset: str, precision: str, seeds: list[int], extra: list[str]) -> dict:
-    """One precision's runs of a (method, dataset): one `ftlab -m` sweep over the seeds."""
+    """One precision's runs of a (method, dataset): one `ftlab -m` sweep over the seeds. A folder that
+    already holds every seed's completed run (an earlier, stopped measurement) is reused; one cut short
+    is run again."""
     command = [sys.executable, "-m", "ftlab", "-m", f"model={model}", f"peft={method}", f"dataset={dataset}",
                f"trainer.precision={precision}", f"seed={','.join(map(str, seeds))}", "threads=1",
                "trainer.enable_progress_bar=false", "save.model=false", "logger=none", *extra,
                f"hydra.sweep.dir={folder}"]
+    runs = completed_runs(folder) if folder.is_dir() else []
+    if [r["seed"] for r in runs] == sorted(seeds):
+        seconds = json.loads((folder / "sweep.json").read_text())["seconds"] if (folder / "sweep.json").is_file() else None
+        return {"command": " ".join(command[1:]), "seconds": seconds, "runs": runs, "reused": True}
+    if folder.exists():
+        shutil.rmtree(folder)
     started = time.perf_counter()
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
-    runs = sorted((json.loads(p.read_text()) for p in folder.glob("*/results.json")), key=lambda r: r["seed"])
-    return {"command": " ".join(command[1:]), "seconds": time.perf_counter() - started, "runs": runs}
+    seconds = time.perf_counter() - started
+    (folder / "sweep.json").write_text(json.dumps({"command": command[1:], "seconds": seconds}) + "\n")
+    return {"command": " ".join(command[1:]), "seconds": seconds, "runs": completed_runs(folder)}
 
 
 def summary(values: list[float]) -> dict:
@@ -107,22 +124,23 @@ def main(argv=None) -> None:
     date = dt.date.today().isoformat()
     root = args.out / f"precision_parity-{date}"
     rows = []
-    for method in args.methods:
-        for dataset in args.datasets:
-            with ThreadPoolExecutor(len(PRECISIONS)) as pool:
-                futures = {p: pool.submit(sweep, root / f"{method}_{dataset}_{p}", args.model, method, dataset, p,
-                                          args.seeds, args.extra) for p in PRECISIONS}
-                done = {p: f.result() for p, f in futures.items()}
-            row = {"method": method, "dataset": dataset, "difference": compare(done["32-true"], done["bf16-mixed"])}
-            for p, result in done.items():
-                runs = result["runs"]
-                row[p] = {"command": result["command"], "seconds": result["seconds"],
-                          "accuracy": summary([r["test"]["test/accuracy"] for r in runs]),
-                          "macro_f1": summary([r["test"]["test/macro_f1"] for r in runs]),
-                          "samples_per_s": summary([r["timing"]["train_samples_per_s"] for r in runs]),
-                          "run_dirs": [r["run_dir"] for r in runs]}
-            rows.append(row)
-            print(f"{method} {dataset}: " + ", ".join(f"{p} {cell(row[p]['macro_f1'])}" for p in PRECISIONS), flush=True)
+    pairs = [tuple(pair.split(":", 1)) for pair in args.pairs] if args.pairs else \
+        [(method, dataset) for method in args.methods for dataset in args.datasets]
+    for method, dataset in pairs:
+        with ThreadPoolExecutor(len(PRECISIONS)) as pool:
+            futures = {p: pool.submit(sweep, root / f"{method}_{dataset}_{p}", args.model, method, dataset, p,
+                                      args.seeds, args.extra) for p in PRECISIONS}
+            done = {p: f.result() for p, f in futures.items()}
+        row = {"method": method, "dataset": dataset, "difference": compare(done["32-true"], done["bf16-mixed"])}
+        for p, result in done.items():
+            runs = result["runs"]
+            row[p] = {"command": result["command"], "seconds": result["seconds"],
+                      "accuracy": summary([r["test"]["test/accuracy"] for r in runs]),
+                      "macro_f1": summary([r["test"]["test/macro_f1"] for r in runs]),
+                      "samples_per_s": summary([r["timing"]["train_samples_per_s"] for r in runs]),
+                      "run_dirs": [r["run_dir"] for r in runs]}
+        rows.append(row)
+        print(f"{method} {dataset}: " + ", ".join(f"{p} {cell(row[p]['macro_f1'])}" for p in PRECISIONS), flush=True)
     native, device = native_bf16()
     record = {"date": date, "model": args.model, "seeds": args.seeds, "extra": args.extra, "rows": rows,
               "machine": f"{device}" + ("" if native else " (bf16 not native)")}

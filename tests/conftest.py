@@ -108,7 +108,8 @@ _FORKED: list[_ForkedCli] = []
 def _forked_cli_ends():
     yield
     for server in _FORKED:
-        server.close()
+        if server is not None:
+            server.close()
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None, fresh: bool = False):
@@ -120,8 +121,12 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict |
     command = [sys.executable, "-m", "ftlab", *args]
     fork = not fresh and os.environ.get("FTLAB_TEST_FRESH_CLI") != "1"
     if fork and not _FORKED:
-        _FORKED.append(_ForkedCli())
-    if not fork or not _FORKED[0].serves(full_env):
+        try:
+            _FORKED.append(_ForkedCli())
+        except (OSError, RuntimeError) as err:  # no server: every command in a new interpreter, as before
+            print(f"tests/support/cli_zygote.py: {err}; the CLI runs in new interpreters", file=sys.stderr)
+            _FORKED.append(None)
+    if not fork or _FORKED[0] is None or not _FORKED[0].serves(full_env):
         return subprocess.run(command, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
     reply = _FORKED[0].run(list(args), cwd or REPO, full_env, timeout)
     if reply["timed_out"]:

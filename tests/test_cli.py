@@ -63,3 +63,24 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     results = sorted((tmp_path / "outputs" / "runs").glob("*/*/results.json"))
     assert len(results) == 2 and results[0].parent != results[1].parent
     assert all(json.loads(r.read_text())["status"] == "completed" for r in results)
+
+
+def test_the_forked_command_is_the_command(tmp_path):
+    """tests/support/cli_zygote.py, which most tests' `run_cli` goes through, against a new interpreter:
+    the same exit code and output for a refusal, a Hydra error and a finished run (its results and
+    metrics table; timings and log lines aside)."""
+    import re
+
+    cases = [[*TINY, "peft.r=0"], ["--cfg", "job", "peft=full", "seed=3"], ["nope=1"]]
+    for args in cases:
+        forked, fresh = run_cli(*args, cwd=tmp_path), run_cli(*args, cwd=tmp_path, fresh=True)
+        assert (forked.returncode, forked.stdout, forked.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr), args
+    runs = {}
+    for name, fresh in (("forked", False), ("fresh", True)):
+        proc = run_cli(*TINY, "dataset=acl_sup", "logger=none", f"hydra.run.dir={tmp_path / name}", fresh=fresh)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+        table = [ln for ln in proc.stdout.splitlines() if not ln.startswith("[")]  # the metrics table, not the log
+        runs[name]["table"] = re.sub(r"[\d.]+s|[\d.]+ samples/s|[\d.]+ GiB|/\S+", "#", "\n".join(table))
+    assert runs["forked"]["test"] == runs["fresh"]["test"] and runs["forked"]["history"] == runs["fresh"]["history"]
+    assert runs["forked"]["table"] == runs["fresh"]["table"]

@@ -146,17 +146,14 @@ def _import_what_runs_import() -> None:
 
     import ftlab
 
-    for module in pkgutil.walk_packages(ftlab.__path__, "ftlab."):
-        if module.name != "ftlab.__main__":
-            importlib.import_module(module.name)
-    for name in ("peft", "bitsandbytes", "datasets", "torchmetrics", "lightning.pytorch", "pandas"):
-        importlib.import_module(name)
-    for family in FAMILIES:
-        for part in ("configuration", "modeling", "tokenization"):
-            try:
-                importlib.import_module(f"transformers.models.{family}.{part}_{family}")
-            except ImportError:
-                pass
+    names = [m.name for m in pkgutil.walk_packages(ftlab.__path__, "ftlab.") if m.name != "ftlab.__main__"]
+    names += ["peft", "bitsandbytes", "datasets", "torchmetrics", "lightning.pytorch", "pandas"]
+    names += [f"transformers.models.{f}.{part}_{f}" for f in FAMILIES for part in ("configuration", "modeling", "tokenization")]
+    for name in names:  # a warm-up: what does not import here imports (or fails) in the command, as it would
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
 
 
 def main(path: str) -> None:

@@ -12,13 +12,16 @@ def contender_precision(name: str) -> str:
 
 
 def ftlab_default(summary: dict, peak: dict, config: dict) -> dict:
-    """The row of ftlab's default configuration: bf16-mixed where the machine multiplies bf16
-    natively (ftlab.precision.native_bf16, as trainer.precision=auto decides), else fp32."""
-    name = "ftlab-full-bf16" if peak["native_bf16"] else "ftlab-full"
-    why = f"{peak['native_bf16_why']}: trainer.precision=auto picks {'bf16-mixed' if peak['native_bf16'] else '32-true'}"
-    conf = config.get("ftlab_conf_precision")
-    if conf and conf != "auto" and conf != contender_precision(name):
-        why += f" (ftlab's shipped default is trainer.precision={conf})"
+    """The row of ftlab's shipped default configuration: its trainer.precision (conf/trainer/default.yaml,
+    recorded by bench/run.py), with `auto` resolved as ftlab.precision does (bf16-mixed where the machine
+    multiplies bf16 natively, else fp32)."""
+    conf = config.get("ftlab_conf_precision") or FP32
+    if conf == "auto":
+        precision = BF16 if peak["native_bf16"] else FP32
+        why = f"trainer.precision=auto: {precision} ({peak['native_bf16_why']})"
+    else:
+        precision, why = (BF16 if conf in (BF16, "bf16") else FP32), f"trainer.precision={conf}, ftlab's default"
+    name = "ftlab-full-bf16" if precision == BF16 else "ftlab-full"
     if name not in summary["window"]:
         other = "ftlab-full" if name == "ftlab-full-bf16" else "ftlab-full-bf16"
         name, why = other, why + f"; {name} did not run, {other} stands in"

@@ -20,6 +20,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # overrides that make any run a seconds-long smoke run
 TINY = [
     "threads=1",  # a shared 2-core box: a second torch thread waits on the busy core
+    "trainer.precision=32-true",  # the same numbers on every machine (auto picks bf16 where native: test_precision.py)
     "model=tiny_bert",
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=4",
@@ -71,11 +72,11 @@ class _ForkedCli:
         self.env, self.set_by_imports = started["env"], started["set_by_imports"]  # (ftlab.cli: THP_MEM_ALLOC_ENABLE)
 
     def serves(self, env: dict) -> bool:
-        from support.cli_zygote import FORKABLE_ENV
+        from support.cli_zygote import FORKABLE_ENV, IMPORT_TIME_ENV
 
         changed = {k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k)}
         changed -= {k for k, v in self.set_by_imports.items() if env.get(k, v) == v}  # set again in the child
-        return all(k.startswith(FORKABLE_ENV) for k in changed)
+        return not any(k.startswith(IMPORT_TIME_ENV) and not k.startswith(FORKABLE_ENV) for k in changed)
 
     def run(self, args: list[str], cwd: Path, env: dict, timeout: float) -> dict:
         import json

@@ -227,3 +227,13 @@ def test_targets_compare_ftlab_default_with_the_fastest_hf(native):
     assert len(steps) == 4 and all(t["measured"] == pytest.approx(1.0) and t["pass"] for t in steps)
     gap = [t for t in rows if t["target"].startswith("test accuracy gap")][0]
     assert gap["measured"] == pytest.approx(0.01) and gap["pass"]
+
+
+@pytest.mark.parametrize("conf, native, row", [("32-true", True, "ftlab-full"), ("auto", True, "ftlab-full-bf16"),
+                                               ("auto", False, "ftlab-full"), ("bf16-mixed", False, "ftlab-full-bf16")])
+def test_ftlab_default_is_the_shipped_precision(conf, native, row):
+    from bench.report import ftlab_default
+
+    summary = _summary(hf_bf16=75.0, ftlab_bf16=120.0)
+    picked = ftlab_default(summary, {"native_bf16": native, "native_bf16_why": "test"}, {"ftlab_conf_precision": conf})
+    assert picked["contender"] == row and conf in picked["why"]

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_cli
 
-COMMON = ["threads=1", "model=tiny_bert", "peft=full", "+model.dropout=0.0", "dataset=acl_sup", "optimizer.lr=1e-3",
+COMMON = ["threads=1", "trainer.precision=32-true", "model=tiny_bert", "peft=full", "+model.dropout=0.0", "dataset=acl_sup", "optimizer.lr=1e-3",
           "trainer.max_epochs=2", "trainer.limit_train_batches=6", "trainer.limit_val_batches=3",
           "trainer.limit_test_batches=3", "trainer.enable_progress_bar=false", "logger=csv"]
 

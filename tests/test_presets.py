@@ -13,7 +13,7 @@ from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from conftest import REPO
+from conftest import REPO, TINY
 
 EXPERIMENTS = REPO / "ftlab" / "conf" / "experiment"
 SEEDS = "1,2,3,4,5"
@@ -234,7 +234,9 @@ def test_preset_runs(compose, name, method, tmp_path):
     at_point = [f"{k}={v}" for k, v in point.items() if k != "model"]
     if name == "study004_qwen_qlora":  # 4-bit loading needs saved weights: a tiny Qwen2 saved as "pretrained"
         at_point += [f"model.pretrained={tiny_saved(compose, tiny, tmp_path)}", "peft.compute_dtype=float32"]
-    cfg = compose(f"experiment={name}", *at_point, f"model={tiny}", "trainer.fast_dev_run=true", "save.model=false")
+    tiny_but_precision = [o for o in TINY if not o.startswith("trainer.precision")]  # the preset's own stays
+    cfg = compose(*tiny_but_precision, f"experiment={name}", *at_point, f"model={tiny}", "trainer.fast_dev_run=true",
+                  "save.model=false", tiny=False)
     results = run(cfg)
     assert results["status"] == "completed"
     assert json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())["status"] == "completed"

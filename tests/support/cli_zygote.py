@@ -12,8 +12,9 @@ server runs nothing but imports before it forks.
 Requests come over a Unix socket (tests/conftest.py `run_cli`), one connection each, so several
 may run at once: the server forks a waiter per connection, and the waiter forks the command, waits
 for it (killing its process group at the timeout) and sends back {rc, stdout, stderr, timed_out}.
-A request whose environment differs from the server's in a variable read at import time cannot be
-served this way; conftest runs those in a plain subprocess (`FORKABLE_ENV`).
+A request whose environment differs from the server's in a variable read at start or import time
+(`IMPORT_TIME_ENV`) cannot be served this way; conftest runs those in a plain subprocess. Others
+(FTLAB_*, SLURM_*, Lightning's PL_GLOBAL_SEED a test's in-process run leaves behind) are set in the child.
 
     python tests/support/cli_zygote.py <socket path>
 """
@@ -28,8 +29,12 @@ import sys
 import tempfile
 import time
 
-# variables ftlab or the tests read when a command runs, not when a module is imported
-FORKABLE_ENV = ("FTLAB_", "SLURM_", "SUBMITIT_", "PYTHONPATH", "CUDA_VISIBLE_DEVICES")
+# variables read when the interpreter starts or a module is imported (Python's own, the hub's paths and
+# modes, the thread pools', torch's): a request that changes one gets a new interpreter (conftest)
+IMPORT_TIME_ENV = ("PYTHON", "HF_", "HUGGINGFACE", "TRANSFORMERS_", "DATASETS_", "TOKENIZERS_", "OMP_", "MKL_",
+                   "KMP_", "OPENBLAS_", "PYTORCH_", "TORCH", "CUDA_", "NVIDIA_", "LD_", "MALLOC", "HOME", "TMPDIR",
+                   "XDG_", "LANG", "LC_")
+FORKABLE_ENV = ("PYTHONPATH",)  # read again by the child, as Python reads it at start
 
 
 def _receive(conn: socket.socket) -> dict:

@@ -68,6 +68,9 @@ class _ForkedCli:
             raise RuntimeError(f"tests/support/cli_zygote.py did not start (exit {self.proc.wait()})")
         import json
 
+        import atexit
+
+        atexit.register(self.close)  # also when the session ends without its fixtures' teardown
         started = json.loads(env)
         self.env, self.set_by_imports = started["env"], started["set_by_imports"]  # (ftlab.cli: THP_MEM_ALLOC_ENABLE)
 
@@ -97,8 +100,9 @@ class _ForkedCli:
     def close(self) -> None:
         import shutil
 
-        self.proc.kill()
-        self.proc.wait()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -114,8 +114,9 @@ def test_peaks_and_utilisation(smoke):
         expected = 100 * 6 * params["matmul"] * row["real_tokens_per_s"] / 1e9 / rate
         assert row["pct_of_peak"] == pytest.approx(expected, rel=1e-6), name
 
-    default = res["ftlab_default"]["contender"]
-    assert default == ("ftlab-full-bf16" if peak["native_bf16"] else "ftlab-full")
+    default, shipped = res["ftlab_default"]["contender"], res["config"]["ftlab_conf_precision"]
+    bf16 = shipped == "bf16-mixed" or (shipped == "auto" and peak["native_bf16"])  # conf/trainer/default.yaml's
+    assert default == ("ftlab-full-bf16" if bf16 else "ftlab-full")
     assert f"fp32 {peak['gflops'][FP32]:.1f} GFLOP/s, bf16 {peak['gflops'][BF16]:.1f} GFLOP/s" in md
 
 

@@ -110,10 +110,13 @@ class Classifier:
     def __repr__(self) -> str:
         return f"Classifier({self.folder}, labels={self.labels}, max_length={self.max_length})"
 
-    def logits(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None, batch_size: int = 32,
+    def logits(self, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None, batch_size: int = 32,
                progress: bool = False) -> list:
         """Each input's logits (a list of floats), in input order; tokenized and padded as training did.
         `progress`: a bar on stderr when it is a terminal and there are more than 10 batches."""
+        return self._forward(*_checked(texts, text_pairs, self.pairs, batch_size), batch_size, progress)
+
+    def _forward(self, texts: list[str], text_pairs: list[str] | None, batch_size: int, progress: bool) -> list:
         import torch
         from tqdm.auto import tqdm
 
@@ -121,7 +124,6 @@ class Classifier:
         from ftlab.models.backbone import is_decoder
         from ftlab.precision import autocast
 
-        texts, text_pairs = _checked(texts, text_pairs, self.pairs, batch_size)
         tokenizer = self.tokenizer
         enc = tokenizer(texts, text_pairs, truncation=True, max_length=self.max_length)
         keys = [k for k in MODEL_INPUTS if k in enc]
@@ -150,16 +152,14 @@ class Classifier:
                 batch_size: int = 32, progress: bool = False) -> list[dict]:
         """Per input, in order: the text(s), the predicted `label` name(s), `label_id`(s) and every
         label's probability in `probs` (`value` for regression). One text or a list of them."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if isinstance(text_pairs, str):
-            text_pairs = [text_pairs]
         texts, text_pairs = _checked(texts, text_pairs, self.pairs, batch_size)
-        return rows(self.task, texts, text_pairs, self.logits(texts, text_pairs, batch_size, progress))
+        return rows(self.task, texts, text_pairs, self._forward(texts, text_pairs, batch_size, progress))
 
 
 def _checked(texts, pairs, need_pair: bool | None, batch_size: int) -> tuple[list, list | None]:
-    texts = list(texts)
+    """The inputs as lists (one text or a list of them), checked, before anything is tokenized."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    pairs = [pairs] if isinstance(pairs, str) else pairs
     if not all(isinstance(t, str) for t in texts):
         raise UserError("texts must be strings", "pass a string or a list of strings")
     if pairs is not None:

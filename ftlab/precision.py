@@ -61,13 +61,13 @@ def resolve(precision, accelerator: str = "auto") -> tuple[str, str]:
     if precision != AUTO:
         return precision, "chosen in the config"
     native, device = native_bf16(str(accelerator))
-    return (BF16, f"auto: {device}") if native else (FP32, f"auto: {device}")
+    return (BF16 if native else FP32), device
 
 
 def record(cfg) -> dict:
     """results.json `precision`: the value used, and what `auto` picks on this machine and why."""
     auto, why = resolve(AUTO, str(cfg.trainer.get("accelerator", "auto")))
-    return {"used": str(cfg.trainer.precision), "auto_picks": auto, "why": why.removeprefix("auto: ")}
+    return {"used": str(cfg.trainer.precision), "auto_picks": auto, "why": why}
 
 
 def autocast(precision: str, device_type: str = "cpu"):

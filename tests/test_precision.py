@@ -55,7 +55,7 @@ def test_an_auto_run_records_what_it_used_and_why(auto_run):
     results = json.loads((auto_run / "results.json").read_text())
     picked, why = precision.resolve("auto", "cpu")
     assert results["config"]["trainer"]["precision"] == picked
-    assert results["precision"] == {"used": picked, "auto_picks": picked, "why": why.removeprefix("auto: ")}
+    assert results["precision"] == {"used": picked, "auto_picks": picked, "why": why}
     assert f"trainer.precision=auto: {picked}" in (auto_run / "ftlab.log").read_text()
 
 

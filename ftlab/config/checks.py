@@ -99,7 +99,7 @@ def resolve_precision(cfg: DictConfig) -> None:
     precision, why = resolve(AUTO, str(cfg.trainer.get("accelerator", "auto")))
     with open_dict(cfg):
         cfg.trainer.precision = precision
-    log.info("trainer.precision=auto: %s (%s)", precision, why.removeprefix("auto: "))
+    log.info("trainer.precision=auto: %s (%s)", precision, why)
 
 
 def check_eval_interval(cfg: DictConfig) -> None:

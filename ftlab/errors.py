@@ -81,3 +81,15 @@ class RunInterrupted(Exception):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+def user_error_in(exc: BaseException | None) -> UserError | None:
+    """The UserError behind `exc`, however deep libraries wrapped it (OmegaConf wraps a resolver's
+    error twice), so that its own message and fix reach the user; None when there is none."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

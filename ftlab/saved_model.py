@@ -160,7 +160,10 @@ def load_classifier(folder: str | Path):
     backbone_class = get_class(record.get("backbone_target") or "ftlab.models.backbone.Backbone")
     backbone = backbone_class(**{**record["backbone"], "pretrained": resolve_base(record["base"]),
                                  "tokenizer": str(folder), "gradient_checkpointing": False})
-    injector = instantiate(record["peft"])
+    method = dict(record["peft"])
+    if method.pop("use_dora", False):  # saved before DoRA was a method of its own (LoraInjector, use_dora: true)
+        method["_target_"] = "ftlab.peft.lora.DoraInjector"
+    injector = instantiate(method)
     built = backbone.build(task_of(record), tokenizer, **injector.load_kwargs())
     model = injector.load_pretrained(injector.inject(built.model, built.new_parameters), folder)
     return model.eval(), tokenizer

@@ -2,12 +2,12 @@
 
 Each case must exit != 0 with a short message naming the problem (and, for ftlab's own errors, the
 fix), print no traceback, and leave an earlier run's folder byte-for-byte unchanged. A case is
-(overrides, a data preparation step or None, fragments the output must contain).
+(overrides, a data preparation step or None, fragments the output must contain); how one runs, and
+the cases every dataset choice gets (FTLAB_CONFIG_PATH's included), are in tests/support/catalogue.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA_DIR, TINY, run_cli
+from conftest import DATA_DIR
+from ftlab.config import group_options
+from support.catalogue import Case, check_outcome, dataset_cases, run_case
 
 
 # ---- data preparations: each returns extra overrides pointing at the broken copy ---------------------
@@ -74,7 +76,7 @@ GOOD_CSV = "text,label\n" + "".join(f"review number {i} was {'good' if i % 2 els
                                      for i in range(40))
 
 # name: (overrides, prepare, fragments of the message)
-CATALOGUE: dict[str, tuple[list[str], Callable | None, list[str]]] = {
+CATALOGUE: dict[str, Case] = {
     # ---- config: unknown choices, keys and settings
     "unknown model": (["model=robrta"], None, ["model/robrta", "minilm", "tiny_bert"]),
     "unknown peft method": (["peft=lorra"], None, ["peft/lorra", "lora", "houlsby"]),
@@ -135,28 +137,7 @@ CATALOGUE: dict[str, tuple[list[str], Callable | None, list[str]]] = {
 }
 
 
-def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def make_earlier_run(root: Path) -> Path:
-    """A finished run next to the failing one: its files must not change."""
-    folder = root / "outputs" / "earlier"
-    (folder / "checkpoints").mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"status": "completed", "test": {"test/accuracy": 0.9}}))
-    (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights")
-    return folder
-
-
-def run_case(case: str, root: Path) -> tuple[str, dict, dict]:
-    overrides, prepare, _ = CATALOGUE[case]
-    root.mkdir(parents=True)
-    earlier = make_earlier_run(root)
-    before = tree_digest(earlier)
-    extra = prepare(root) if prepare else []
-    proc = run_cli(*TINY, *extra, *overrides, f"hydra.run.dir={root / 'outputs' / 'failing'}")
-    return proc.returncode, proc.stdout + proc.stderr, {"before": before, "after": tree_digest(earlier)}
+CATALOGUE.update({k: case for name in group_options("dataset") for k, case in dataset_cases(name, DATA_DIR).items()})
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +147,7 @@ def outcomes(tmp_path_factory):
     root = tmp_path_factory.mktemp("catalogue")
     workers = max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(workers) as pool:
-        futures = {case: pool.submit(run_case, case, root / f"case{i:02d}") for i, case in enumerate(CATALOGUE)}
+        futures = {case: pool.submit(run_case, CATALOGUE[case], root / f"case{i:02d}") for i, case in enumerate(CATALOGUE)}
         return {case: future.result() for case, future in futures.items()}
 
 
@@ -174,12 +155,11 @@ def test_the_catalogue_holds_at_least_30_cases():
     assert len(CATALOGUE) >= 30
 
 
+def test_every_dataset_choice_has_its_cases():
+    for name in group_options("dataset"):
+        assert f"dataset {name}: unknown setting" in CATALOGUE
+
+
 @pytest.mark.parametrize("case", list(CATALOGUE))
 def test_bad_input(outcomes, case):
-    returncode, output, earlier = outcomes[case]
-    assert returncode != 0, output[-2000:]
-    assert "Traceback" not in output, output[-3000:]
-    for fragment in CATALOGUE[case][2]:
-        assert fragment in output, f"{fragment!r} missing from:\n{output[-2000:]}"
-    assert len(output.strip().splitlines()) <= 40, output  # short: no wall of logs around the message
-    assert earlier["after"] == earlier["before"]
+    check_outcome(outcomes[case], CATALOGUE[case][2])

@@ -9,7 +9,6 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -102,6 +101,9 @@ def test_fewshot_configs_and_base_overrides(compose):
     assert source.base.text_fields == "title_description"
     with pytest.raises(UserError, match="dataset.base_overrides.text_field is not a setting"):
         build(compose("dataset=agnews_fs", "dataset.base_overrides={text_field:title_description}"), "dataset")
+    with pytest.raises(UserError, match=r"dataset.base_overrides.text_fields='title' is not") as e:  # where it was set
+        build(compose("dataset=agnews_fs", "dataset.base_overrides={text_fields:title}"), "dataset")
+    assert "title_description" in e.value.fix
 
 
 # ---- multi ---------------------------------------------------------------------------------------
@@ -138,10 +140,10 @@ def test_multi_refuses_unknown_duplicate_and_regression_parts(tmp_path, monkeypa
         MultiSource(["acl_sup", "acl_sup"], data_dir=D)
     from ftlab.config import CONF_DIR
 
-    conf = tmp_path / "conf"
-    shutil.copytree(CONF_DIR, conf)
-    (conf / "dataset" / "stsb.yaml").write_text((conf / "dataset" / "glue.yaml").read_text().replace("subset: sst2", "subset: stsb"))
-    monkeypatch.setattr("ftlab.config.composition.CONF_DIR", str(conf))
+    extra = tmp_path / "conf"  # a dataset config added as a user would (ftlab/config/location.py)
+    (extra / "dataset").mkdir(parents=True)
+    (extra / "dataset" / "stsb.yaml").write_text((Path(CONF_DIR) / "dataset" / "glue.yaml").read_text().replace("subset: sst2", "subset: stsb"))
+    monkeypatch.setenv("FTLAB_CONFIG_PATH", str(extra))
     with pytest.raises(UserError, match="stsb is a regression dataset"):
         MultiSource(["acl_sup", "stsb"], data_dir=D)
 

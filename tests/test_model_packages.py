@@ -168,8 +168,6 @@ def _installed(name: str) -> bool:
         return False
 
 
-# peft has no default LoRA targets for MPNet (its attention's linears are q, k, v, o)
-OVERRIDES = {"mpnet": ["peft.target_modules=[q,v]"]}
 # LoRA r 8 on the query and value projections of each layer, plus the fresh head
 TRAINABLE = {
     "mpnet": 12 * (8 * (768 + 768) * 2) + (768 * 768 + 768) + (768 * 3 + 3),  # RoBERTa-style head: dense + out_proj
@@ -189,7 +187,7 @@ def test_a_real_model_trains_with_lora_and_exports(name, tmp_path):
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(mp.models_dir(INSTALLED_CACHE) / name)
     run_dir = tmp_path / "run"
-    proc = run_cli(f"model={name}", "peft=lora", *OVERRIDES.get(name, []), "dataset=tweeteval", "threads=2", "trainer.max_epochs=1",
+    proc = run_cli(f"model={name}", "peft=lora", "dataset=tweeteval", "threads=2", "trainer.max_epochs=1",
                    "trainer.max_steps=3", "data.batch_size=4", "data.max_length=32", "data.max_examples.train=12",
                    "data.max_examples.validation=8", "data.max_examples.test=8", "trainer.enable_progress_bar=false",
                    "save.export=true", f"hydra.run.dir={run_dir}", timeout=900)

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from ftlab.config.location import CONF_DIR
 from ftlab.config.schema import typed
 from ftlab.config.signature import build, check_node
-from ftlab.errors import InvalidChoice, NeedsCuda, UserError
+from ftlab.errors import InvalidChoice, NeedsCuda, UserError, user_error_in
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +31,9 @@ MAPPINGS = ("logger", "callbacks")  # a mapping of target nodes each
 
 
 def presets() -> list[str]:
-    return sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+    from ftlab.config.composition import group_options
+
+    return group_options("experiment")
 
 
 def refuse_helper_preset(choices: dict) -> None:
@@ -48,8 +48,8 @@ def _resolved(cfg: DictConfig, key: str):
     try:
         return OmegaConf.to_container(cfg[key], resolve=True)
     except OmegaConfBaseException as err:
-        cause = err.__cause__ or err.__context__
-        if isinstance(cause, UserError):
+        cause = user_error_in(err)
+        if cause is not None:
             raise cause from None
         raise UserError(f"{key}: {str(err).splitlines()[0]}", f"check the {key}.* settings") from None
 
@@ -59,6 +59,14 @@ def check_targets(cfg: DictConfig) -> None:
     for key, provided in TARGETS.items():
         if cfg.get(key) is not None:
             check_node(key, _resolved(cfg, key), provided)
+
+
+def check_method_choice(cfg: DictConfig, choices: dict) -> None:
+    """`peft=<name>` builds the class registered as <name> (ftlab/peft/registry.py)."""
+    from ftlab.peft.registry import check_choice
+
+    if choices.get("peft") and cfg.get("peft") is not None and cfg.peft.get("_target_"):
+        check_choice(str(choices["peft"]), str(cfg.peft._target_))
 
 
 def check_mappings(cfg: DictConfig) -> None:
@@ -198,6 +206,7 @@ def checked(cfg: DictConfig, choices: dict | None = None) -> DictConfig:
     cfg = typed(cfg)
     resolve_precision(cfg)  # before the trainer's arguments are checked: Lightning has no `auto`
     check_targets(cfg)
+    check_method_choice(cfg, choices or {})
     refuse_cuda_only_on_cpu(cfg)
     check_eval_interval(cfg)
     check_builders(cfg)

@@ -5,12 +5,11 @@ becomes a `UserError` naming the valid options."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from ftlab.config.location import CONF_DIR
+from ftlab.config.location import CONF_DIR, conf_dirs
 from ftlab.config.plugins import register_plugins
 from ftlab.config.resolvers import register_resolvers
 from ftlab.errors import UserError
@@ -129,19 +128,21 @@ def hydra_mode(overrides: list[str]) -> str:
 
 
 def group_options(group: str) -> list[str]:
-    """The choices of a config group (`conf/<group>/*.yaml`), helper folders not included."""
-    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    """The choices of a config group (`conf/<group>/*.yaml` and FTLAB_CONFIG_PATH's), helper folders
+    not included."""
+    return sorted({p.stem for folder in conf_dirs() for p in (folder / group).glob("*.yaml")})
 
 
 def groups() -> list[str]:
     """The config groups a user chooses from (hydra's own and preset helpers left out)."""
-    return sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")
+    return sorted({p.name for folder in conf_dirs() for p in folder.iterdir() if p.is_dir() and p.name != "hydra"})
 
 
 def group_node(group: str, name: str) -> DictConfig:
     """One option's own YAML (e.g. the `dataset` config another source is built from), unresolved."""
-    path = Path(CONF_DIR) / group / f"{name}.yaml"
-    if not path.is_file():
+    path = next((folder / group / f"{name}.yaml" for folder in conf_dirs()
+                 if (folder / group / f"{name}.yaml").is_file()), None)
+    if path is None:
         from ftlab.errors import InvalidChoice
 
         raise InvalidChoice(group, name, group_options(group))

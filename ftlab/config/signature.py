@@ -91,6 +91,10 @@ _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 def _signature(fn) -> tuple[dict, dict, bool]:
     """(name -> annotation, type hints, accepts any keyword) of a callable; for a class, the
     `__init__` chain: a subclass passing **kwargs up accepts what its bases accept, no more."""
+    declared = getattr(fn, "__signature__", None) if inspect.isclass(fn) else None
+    if isinstance(declared, inspect.Signature):  # a class that states its settings (an injector: its settings dataclass)
+        params = {n: p.annotation for n, p in declared.parameters.items() if p.kind not in _VARIADIC}
+        return params, dict(params), any(p.kind is p.VAR_KEYWORD for p in declared.parameters.values())
     params: dict = {}
     hints: dict = {}
     functions = [k.__dict__["__init__"] for k in fn.__mro__ if "__init__" in k.__dict__] if inspect.isclass(fn) else [fn]
@@ -116,7 +120,10 @@ def check_node(key: str, node: dict, provided: set[str]) -> dict:
     target = node["_target_"]
     try:
         fn = get_method(target)
-    except Exception:
+    except Exception as exc:
+        refused = exc.__cause__ or exc.__context__
+        if isinstance(refused, UserError):  # the module refused something itself (a method name taken twice)
+            raise refused from None
         raise UserError(f"{key}._target_={target!r} cannot be imported", "check the module and class name") from None
     params, hints, takes_any = _signature(fn)
     out = dict(node)

@@ -10,12 +10,14 @@ decoders share one code path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ftlab.errors import InvalidChoice, UserError
 from ftlab.models.structure import hidden_size, transformer_blocks
-from ftlab.peft.base import Injector, mark_trainable
+from ftlab.peft.base import Injector, MethodSettings, mark_trainable
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
 ADAPTER = "adapter"  # child name under the adapted Linear: `...output.dense.adapter.down.weight`
@@ -68,26 +70,31 @@ def block_projections(block: nn.Module, hidden: int) -> dict[str, tuple[str, nn.
     return found
 
 
-class BottleneckAdapterInjector(Injector):
-    """Where adapters go (`positions`) is the only difference between Houlsby and Pfeiffer."""
+@dataclass(frozen=True)
+class AdapterSettings(MethodSettings):
+    reduction_factor: int = 16  # bottleneck = hidden size // reduction_factor
+    non_linearity: str = "relu"
+
+    def __post_init__(self):
+        if self.reduction_factor < 1:
+            raise UserError(f"peft.reduction_factor={self.reduction_factor} must be a positive integer",
+                            "use e.g. peft.reduction_factor=16 (bottleneck = hidden size // 16)")
+        if self.non_linearity not in ACTIVATIONS:
+            raise InvalidChoice("peft.non_linearity", self.non_linearity, tuple(ACTIVATIONS))
+
+
+class BottleneckAdapterInjector(Injector, settings=AdapterSettings):
+    """Where adapters go (`positions`) is the only difference between Houlsby and Pfeiffer. The
+    adapter is non-linear, so it cannot fold into the projection's weights: no merge."""
 
     positions: tuple[str, ...] = ()
-    can_merge = False  # the adapter is non-linear: it cannot fold into the projection's weights
-
-    def __init__(self, reduction_factor: int = 16, non_linearity: str = "relu"):
-        if reduction_factor < 1:
-            raise UserError(f"peft.reduction_factor={reduction_factor} must be a positive integer",
-                            "use e.g. peft.reduction_factor=16 (bottleneck = hidden size // 16)")
-        if non_linearity not in ACTIVATIONS:
-            raise InvalidChoice("peft.non_linearity", non_linearity, tuple(ACTIVATIONS))
-        self.reduction_factor = reduction_factor
-        self.non_linearity = non_linearity
 
     def bottleneck(self, hidden: int) -> int:
-        if self.reduction_factor > hidden:
-            raise UserError(f"peft.reduction_factor={self.reduction_factor} is larger than the hidden size {hidden}",
+        factor = self.settings.reduction_factor
+        if factor > hidden:
+            raise UserError(f"peft.reduction_factor={factor} is larger than the hidden size {hidden}",
                             f"use at most {hidden}, e.g. peft.reduction_factor={min(16, hidden)}")
-        return hidden // self.reduction_factor
+        return hidden // factor
 
     def inject(self, model: nn.Module, new_parameters: set[str]) -> nn.Module:
         hidden = hidden_size(getattr(model, "config", None))
@@ -110,7 +117,7 @@ class BottleneckAdapterInjector(Injector):
         for linear in targets:
             weight = linear.weight
             dtype = weight.dtype if weight.is_floating_point() else torch.float32
-            adapter = BottleneckAdapter(hidden, size, self.non_linearity, dtype, weight.device)
+            adapter = BottleneckAdapter(hidden, size, self.settings.non_linearity, dtype, weight.device)
             linear.add_module(ADAPTER, adapter)
             linear.register_forward_hook(_apply_adapter)
             adapter_params |= {id(p) for p in adapter.parameters()}
@@ -118,11 +125,9 @@ class BottleneckAdapterInjector(Injector):
         return model
 
 
-class HoulsbyInjector(BottleneckAdapterInjector):
-    name = "houlsby"
+class HoulsbyInjector(BottleneckAdapterInjector, name="houlsby"):
     positions = ("attention", "ffn")
 
 
-class PfeifferInjector(BottleneckAdapterInjector):
-    name = "pfeiffer"
+class PfeifferInjector(BottleneckAdapterInjector, name="pfeiffer"):
     positions = ("ffn",)

@@ -1,16 +1,29 @@
 """The injector contract: how a fine-tuning method changes a backbone and what of it is saved.
 
-Each method is one small module with one `Injector` subclass; `conf/peft/<name>.yaml` names it with
-`_target_`. The Lightning module, the checkpoints and the exports only talk to this interface, so
-adding a method touches neither the training loop nor the checkpointing.
+A method is one module (here, or in any importable package: CONTRIBUTING.md) with
+- its settings, a frozen dataclass subclassing `MethodSettings` whose `__post_init__` refuses bad
+  values with a `UserError`. The fields are the keys of the method's config node: the config checks
+  read their names and types from it (the class's signature is the settings'), so a typo or a wrong
+  type is refused before anything loads, and `hparams()` is exactly these settings;
+- its behaviour, an `Injector` subclass declared `class X(Injector, name="...", settings=...)`:
+  `name` enters the registry (registry.py), the same name as its `conf/peft/<name>.yaml`.
+
+The Lightning module, the checkpoints and the exports only talk to this interface, so adding a
+method touches neither the training loop nor the checkpointing. Merging is defined once per kind:
+`Injector.merge` refuses, `PlainModelInjector` (only `requires_grad` changes: the model is already a
+plain one) returns the model, hf.py's `MergeableHFPeftInjector` folds peft's update in; `can_merge`
+is whether a class has a merge of its own.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import typing
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -18,6 +31,7 @@ from torch import nn
 
 from ftlab.errors import UserError
 from ftlab.models.structure import logical_numel
+from ftlab.peft.registry import register
 
 STATE_FILE = "ftlab_adapter.safetensors"
 CONFIG_FILE = "ftlab_adapter.json"
@@ -36,10 +50,47 @@ class ParamReport:
         return {**asdict(self), "percent": round(self.percent, 4)}
 
 
+@dataclass(frozen=True)
+class MethodSettings:
+    """A method without settings; a method's own subclass this as a frozen dataclass."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def settings_signature(settings: type[MethodSettings]) -> inspect.Signature:
+    """The keyword-only signature of a settings dataclass, annotations resolved: what the config
+    checks (ftlab/config/signature.py) read as the injector class's settings."""
+    hints = typing.get_type_hints(settings)
+    return inspect.Signature([
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                          default=f.default if f.default is not MISSING else inspect.Parameter.empty)
+        for f in fields(settings)
+    ])
+
+
 class Injector(ABC):
-    name: str = ""
-    can_merge: bool = False
-    trains: bool = True  # False for methods that only evaluate (zero-shot)
+    name: ClassVar[str] = ""  # the registered name: `peft=<name>`
+    settings_class: ClassVar[type[MethodSettings]] = MethodSettings
+    trains: ClassVar[bool] = True  # False for methods that only evaluate (zero-shot)
+
+    def __init_subclass__(cls, name: str | None = None, settings: type[MethodSettings] | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if settings is not None:
+            cls.settings_class = settings
+        cls.__signature__ = settings_signature(cls.settings_class)
+        if name is not None:
+            cls.name = name
+            register(name, cls)
+
+    def __init__(self, **settings):
+        if not type(self).name:
+            raise TypeError(f"{type(self).__qualname__} is a base of methods, not one: declare a subclass with name=...")
+        self.settings = self.settings_class(**settings)
+
+    @property
+    def can_merge(self) -> bool:
+        return type(self).merge is not Injector.merge
 
     # ---- set-up ------------------------------------------------------------------------------
     def load_kwargs(self) -> dict:
@@ -53,7 +104,7 @@ class Injector(ABC):
 
     def hparams(self) -> dict:
         """The method's settings, stored beside its weights so a load can rebuild it."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return self.settings.to_dict()
 
     # ---- reports -----------------------------------------------------------------------------
     def trainable_report(self, model: nn.Module) -> ParamReport:
@@ -95,7 +146,8 @@ class Injector(ABC):
         return directory
 
     def load_pretrained(self, model: nn.Module, directory: str | Path) -> nn.Module:
-        """Load `save_pretrained` output into a model this injector has injected."""
+        """Load `save_pretrained` output into a model this injector has injected (`ftlab.load` and
+        `ftlab predict` rebuild a saved adapter this way, ftlab/saved_model.py)."""
         path = Path(directory) / STATE_FILE
         if not path.is_file():
             raise UserError(f"no {STATE_FILE} in {directory}", f"point at a folder written by peft={self.name}")
@@ -108,7 +160,8 @@ class Injector(ABC):
 
     # ---- merging -----------------------------------------------------------------------------
     def merge(self, model: nn.Module) -> nn.Module:
-        """Fold the method into plain base weights, giving a model transformers loads on its own."""
+        """Fold the method into plain base weights, giving a model transformers loads on its own.
+        This one refuses: a method that merges overrides it (and so `can_merge` is true)."""
         raise UserError(f"peft={self.name} cannot be merged into the base weights",
                         "use the adapter-only weights (save_pretrained) with ftlab instead")
 
@@ -120,6 +173,14 @@ class Injector(ABC):
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
         return directory
+
+
+class PlainModelInjector(Injector):
+    """A method that only chooses what trains (full, head, BitFit, zero-shot): the injected model is
+    the plain transformers model, so it is its own merge."""
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        return model
 
 
 def mark_trainable(model: nn.Module, trainable: set[str]) -> None:

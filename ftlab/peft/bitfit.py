@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ftlab.errors import UserError
-from ftlab.peft.base import Injector, mark_trainable
+from ftlab.peft.base import PlainModelInjector, mark_trainable
 
 
 def bias_names(model: nn.Module) -> set[str]:
@@ -17,10 +17,7 @@ def bias_names(model: nn.Module) -> set[str]:
     return {n for n, _ in model.named_parameters() if n.rsplit(".", 1)[-1] == "bias"}
 
 
-class BitFitInjector(Injector):
-    name = "bitfit"
-    can_merge = True
-
+class BitFitInjector(PlainModelInjector, name="bitfit"):
     def inject(self, model: nn.Module, new_parameters: set[str]) -> nn.Module:
         biases = bias_names(model)
         if not biases - set(new_parameters):
@@ -29,7 +26,4 @@ class BitFitInjector(Injector):
             raise UserError(f"BitFit needs bias terms; {model_type} has none: use lora/ia3",
                             "choose another method, e.g. peft=lora")
         mark_trainable(model, biases | set(new_parameters))
-        return model
-
-    def merge(self, model: nn.Module) -> nn.Module:
         return model

@@ -7,13 +7,10 @@ from pathlib import Path
 from torch import nn
 from transformers import PreTrainedModel
 
-from ftlab.peft.base import Injector
+from ftlab.peft.base import PlainModelInjector
 
 
-class FullFineTuning(Injector):
-    name = "full"
-    can_merge = True
-
+class FullFineTuning(PlainModelInjector, name="full"):
     def inject(self, model: nn.Module, new_parameters: set[str]) -> nn.Module:
         for param in model.parameters():
             param.requires_grad = True
@@ -28,7 +25,4 @@ class FullFineTuning(Injector):
 
         trained = AutoModelForSequenceClassification.from_pretrained(directory)
         self.load(model, dict(trained.named_parameters()))
-        return model
-
-    def merge(self, model: nn.Module) -> nn.Module:
         return model

@@ -9,13 +9,10 @@ from __future__ import annotations
 from torch import nn
 
 from ftlab.errors import UserError
-from ftlab.peft.base import Injector, mark_trainable
+from ftlab.peft.base import PlainModelInjector, mark_trainable
 
 
-class HeadOnly(Injector):
-    name = "head"
-    can_merge = True
-
+class HeadOnly(PlainModelInjector, name="head"):
     def inject(self, model: nn.Module, new_parameters: set[str]) -> nn.Module:
         if not new_parameters:
             # a checkpoint that already holds a classifier for these labels: nothing here is "the head"
@@ -24,7 +21,4 @@ class HeadOnly(Injector):
                 "use peft=full or peft=lora, or a backbone without a classification head",
             )
         mark_trainable(model, set(new_parameters))
-        return model
-
-    def merge(self, model: nn.Module) -> nn.Module:
         return model

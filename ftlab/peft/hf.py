@@ -1,13 +1,17 @@
 """Methods backed by HF peft share this base: peft injects, trains and saves in its own format
-(`PeftModel.from_pretrained` loads ftlab's output), ftlab adds the head and the checks."""
+(`PeftModel.from_pretrained` loads ftlab's output), ftlab adds the head and the checks.
+
+A method's settings are ftlab's (base.py: the config keys lora, dora and qlora share); `peft_config`
+turns them into peft's `*Config` for the model at hand, where the defaults that depend on the
+architecture (target modules) and the head (`modules_to_save`) are known. A check peft's config
+makes itself is left to it (ia3.py).
+"""
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable
 from pathlib import Path
 
-import torch
 from peft import PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from peft.utils import load_peft_weights
 from torch import nn
@@ -28,33 +32,6 @@ def head_modules(model: nn.Module, new_parameters: set[str]) -> list[str]:
 
 def linear_layer_names(model: nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
-
-
-def probe(model: nn.Module, watch: Iterable[nn.Parameter] = ()) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """One forward and backward at inject time, so that a method which does not fit the model fails
-    before training and not at its first (or its longest) batch. Feeds a right-padded batch of two
-    and its short example alone, in eval mode (dropout off); returns the short example's logits in
-    the batch and alone (a method that reads padding makes them differ) and whether every `watch`ed
-    parameter got a non-zero gradient (a method the model silently ignores gets none)."""
-    vocab = model.get_input_embeddings().num_embeddings
-    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    ids = [t for t in range(vocab // 2, vocab // 2 + 7) if t != pad][:6]
-    device = next(model.parameters()).device
-    input_ids = torch.tensor([ids, ids[:3] + [pad] * 3], device=device)
-    mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3], device=device)
-    watch, was_training = list(watch), model.training
-    model.eval()
-    try:
-        logits = model(input_ids=input_ids, attention_mask=mask).logits
-        logits.float().sum().backward()
-        with torch.no_grad():
-            alone = model(input_ids=input_ids[1:, :3], attention_mask=mask[1:, :3]).logits
-        reached = all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in watch)
-        return logits[1:].detach().float(), alone.float(), reached
-    finally:
-        model.train(was_training)
-        for param in model.parameters():
-            param.grad = None
 
 
 class HFPeftInjector(Injector):
@@ -93,8 +70,10 @@ class HFPeftInjector(Injector):
                             "load an adapter saved with the same model and peft config")
         return model
 
+
+class MergeableHFPeftInjector(HFPeftInjector):
+    """The peft methods whose update folds into the weights it changes (LoRA, DoRA, (IA)^3)."""
+
     def merge(self, model: nn.Module) -> nn.Module:
-        if not self.can_merge:
-            return super().merge(model)
         assert isinstance(model, PeftModel)
         return model.merge_and_unload()

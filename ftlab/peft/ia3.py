@@ -7,6 +7,8 @@ exactly into the weight it multiplies, so the method merges into a plain model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from peft import IA3Config, TaskType
 from peft.utils import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as PEFT_FEEDFORWARD
 from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_TARGETS
@@ -14,29 +16,33 @@ from peft.utils import ModulesToSaveWrapper
 from torch import nn
 
 from ftlab.errors import UserError
-from ftlab.peft.hf import HFPeftInjector, head_modules, linear_layer_names
+from ftlab.peft.base import MethodSettings
+from ftlab.peft.hf import MergeableHFPeftInjector, head_modules, linear_layer_names
 
 # peft 0.21 has no (IA)^3 default for these architectures; the same choice as its BERT default
 # (keys, values, and the input of the second feed-forward layer, which (IA)^3 scales)
 FALLBACK = {"distilbert": (["k_lin", "v_lin", "lin2"], ["lin2"])}
 
 
-class IA3Injector(HFPeftInjector):
-    name = "ia3"
-    can_merge = True
+@dataclass(frozen=True)
+class IA3Settings(MethodSettings):
+    target_modules: list[str] | None = None  # None (or empty): peft's default for the architecture
+    feedforward_modules: list[str] | None = None  # None: peft's default among the targets
 
-    def __init__(self, target_modules: list[str] | None = None, feedforward_modules: list[str] | None = None):
-        if target_modules is None and feedforward_modules is not None:
+    def __post_init__(self):
+        if not self.target_modules and self.feedforward_modules is not None:
             raise UserError("peft.feedforward_modules is set but peft.target_modules is not",
                             "set both (feed-forward modules are a subset of the targets) or neither")
-        if target_modules is not None and feedforward_modules is not None:
-            extra = sorted(set(feedforward_modules) - set(target_modules))
-            if extra:
-                raise UserError(f"peft.feedforward_modules {extra} are not in peft.target_modules",
-                                "every feed-forward module must also be a target module")
-        self.target_modules = list(target_modules) if target_modules else None
-        self.feedforward_modules = list(feedforward_modules) if feedforward_modules is not None else None
+        if self.target_modules and self.feedforward_modules is not None:
+            try:  # peft's config checks that the feed-forward modules are among the targets
+                IA3Config(target_modules=list(self.target_modules), feedforward_modules=list(self.feedforward_modules))
+            except ValueError as exc:
+                raise UserError(f"peft.feedforward_modules={list(self.feedforward_modules)}: {exc} "
+                                f"(peft.target_modules={list(self.target_modules)})",
+                                "every feed-forward module must also be in peft.target_modules") from None
 
+
+class IA3Injector(MergeableHFPeftInjector, name="ia3", settings=IA3Settings):
     def _modules(self, model: nn.Module) -> tuple[list[str], list[str]]:
         """Targets and feed-forward modules: the user's, else peft's default for the architecture.
         Feed-forward layers are scaled on their input, the others on their output, so a wrong split
@@ -44,13 +50,13 @@ class IA3Injector(HFPeftInjector):
         model_type = model.config.model_type
         default_targets = PEFT_TARGETS.get(model_type) or FALLBACK.get(model_type, (None, None))[0]
         default_ff = PEFT_FEEDFORWARD.get(model_type) or FALLBACK.get(model_type, (None, None))[1]
-        targets = self.target_modules or default_targets
+        targets = self.settings.target_modules or default_targets
         if targets is None:
             raise UserError(f"peft has no default (IA)^3 layers for model type {model_type}",
                             "set peft.target_modules (and peft.feedforward_modules among them) from its linear "
                             f"layers: {', '.join(linear_layer_names(model))}")
-        if self.feedforward_modules is not None:
-            return list(targets), self.feedforward_modules
+        if self.settings.feedforward_modules is not None:
+            return list(targets), list(self.settings.feedforward_modules)
         return list(targets), [m for m in default_ff or [] if m in targets]
 
     def peft_config(self, model: nn.Module, new_parameters: set[str]) -> IA3Config:

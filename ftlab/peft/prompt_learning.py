@@ -16,23 +16,30 @@ absolute position embeddings (BERT: 512) the text may be at most that minus `num
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from peft import PrefixTuningConfig, PromptLearningConfig, PromptTuningConfig, PromptTuningInit, TaskType
 from torch import nn
 
 from ftlab.errors import UserError
-from ftlab.peft.hf import HFPeftInjector, head_modules, probe
+from ftlab.peft.base import MethodSettings
+from ftlab.peft.hf import HFPeftInjector, head_modules
+from ftlab.peft.probe import probe
 
 
-class PromptLearningInjector(HFPeftInjector):
-    can_merge = False
-    alternatives = ""  # the methods to suggest when this one does not fit
+@dataclass(frozen=True)
+class PromptLearningSettings(MethodSettings):
+    num_virtual_tokens: int = 20
 
-    def __init__(self, num_virtual_tokens: int = 20):
-        if num_virtual_tokens < 1:
-            raise UserError(f"peft.num_virtual_tokens={num_virtual_tokens} must be a positive integer",
+    def __post_init__(self):
+        if self.num_virtual_tokens < 1:
+            raise UserError(f"peft.num_virtual_tokens={self.num_virtual_tokens} must be a positive integer",
                             "use e.g. peft.num_virtual_tokens=20")
-        self.num_virtual_tokens = num_virtual_tokens
+
+
+class PromptLearningInjector(HFPeftInjector, settings=PromptLearningSettings):
+    alternatives = ""  # the methods to suggest when this one does not fit
 
     @staticmethod
     def dims(model: nn.Module) -> dict:
@@ -65,12 +72,11 @@ class PromptLearningInjector(HFPeftInjector):
         return peft_model
 
     def prompt_config(self, model: nn.Module, new_parameters: set[str]) -> dict:
-        return {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": self.num_virtual_tokens,
+        return {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": self.settings.num_virtual_tokens,
                 "modules_to_save": head_modules(model, new_parameters), **self.dims(model)}
 
 
-class PrefixTuningInjector(PromptLearningInjector):
-    name = "prefix"
+class PrefixTuningInjector(PromptLearningInjector, name="prefix"):
     alternatives = "peft=lora, peft=dora, peft=ia3 or peft=prompt"
 
     def peft_config(self, model: nn.Module, new_parameters: set[str]) -> PromptLearningConfig:
@@ -78,8 +84,7 @@ class PrefixTuningInjector(PromptLearningInjector):
         return PrefixTuningConfig(**self.prompt_config(model, new_parameters), prefix_projection=False)
 
 
-class PromptTuningInjector(PromptLearningInjector):
-    name = "prompt"
+class PromptTuningInjector(PromptLearningInjector, name="prompt"):
     alternatives = "peft=lora, peft=dora, peft=ia3 or peft=prefix"
 
     def peft_config(self, model: nn.Module, new_parameters: set[str]) -> PromptLearningConfig:

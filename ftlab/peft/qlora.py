@@ -18,6 +18,7 @@ small update to rounding, so that is not offered.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -28,8 +29,9 @@ from transformers import BitsAndBytesConfig
 
 from ftlab.errors import UserError
 from ftlab.models.structure import is_4bit
-from ftlab.peft.hf import head_modules, probe
-from ftlab.peft.lora import LoraInjector
+from ftlab.peft.hf import head_modules
+from ftlab.peft.lora import LoraInjector, LoraSettings
+from ftlab.peft.probe import probe
 
 # module names of transformers' sequence-classification heads (DistilBERT: pre_classifier +
 # classifier; Llama & co: score; BART/T5: classification_head) and BERT's pooler, which a checkpoint
@@ -46,30 +48,28 @@ def require_bitsandbytes():
     return bitsandbytes
 
 
-class QLoraInjector(LoraInjector):
-    name = "qlora"
-    can_merge = True  # into float weights, see the module docstring
+@dataclass(frozen=True)
+class QLoraSettings(LoraSettings):
+    compute_dtype: Literal["float32", "bfloat16", "float16"] | None = None  # None: see the module docstring
+    double_quant: bool = True
+    skip_modules: list[str] | None = None  # modules kept in float; None: HEAD_MODULES
 
-    def __init__(
-        self,
-        r: int = 8,
-        alpha: float = 16,
-        dropout: float = 0.1,
-        target_modules: list[str] | None = None,
-        bias: str = "none",
-        compute_dtype: Literal["float32", "bfloat16", "float16"] | None = None,
-        double_quant: bool = True,
-        skip_modules: list[str] | None = None,
-    ):
+
+class QLoraInjector(LoraInjector, name="qlora", settings=QLoraSettings):
+    """Merges into float weights (see the module docstring), not through peft's merge_and_unload."""
+
+    def __init__(self, **settings):
         require_bitsandbytes()  # before the model is loaded
-        super().__init__(r=r, alpha=alpha, dropout=dropout, target_modules=target_modules, bias=bias)
-        self.compute_dtype = compute_dtype
-        self.double_quant = double_quant
-        self.skip_modules = list(skip_modules) if skip_modules is not None else list(HEAD_MODULES)
+        super().__init__(**settings)
+
+    @property
+    def skip_modules(self) -> list[str]:
+        skip = self.settings.skip_modules
+        return list(skip) if skip is not None else list(HEAD_MODULES)
 
     def resolved_compute_dtype(self) -> torch.dtype:
-        if self.compute_dtype:
-            return getattr(torch, self.compute_dtype)
+        if self.settings.compute_dtype:
+            return getattr(torch, self.settings.compute_dtype)
         if torch.cuda.is_available():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
@@ -78,7 +78,7 @@ class QLoraInjector(LoraInjector):
         return {"quantization_config": BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=self.double_quant,
+            bnb_4bit_use_double_quant=self.settings.double_quant,
             bnb_4bit_compute_dtype=self.resolved_compute_dtype(),
             llm_int8_skip_modules=self.skip_modules,
         )}

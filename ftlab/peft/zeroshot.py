@@ -8,17 +8,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from ftlab.peft.base import Injector, mark_trainable
+from ftlab.peft.base import PlainModelInjector, mark_trainable
 
 
-class ZeroShot(Injector):
-    name = "zeroshot"
-    can_merge = True
+class ZeroShot(PlainModelInjector, name="zeroshot"):
     trains = False
 
     def inject(self, model: nn.Module, new_parameters: set[str]) -> nn.Module:
         mark_trainable(model, set())
-        return model
-
-    def merge(self, model: nn.Module) -> nn.Module:
         return model

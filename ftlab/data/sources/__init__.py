@@ -1,4 +1,5 @@
-"""Dataset sources: each turns original files (or a hub copy) into train/validation/test + a TaskSpec."""
+"""Dataset sources: each turns original files (or a hub copy) into train/validation/test + a TaskSpec,
+under the contract in base.py (CONTRIBUTING.md: adding one)."""
 
 from ftlab.data.sources.absa import SemEvalAbsaSource
 from ftlab.data.sources.acl import AclArcSource

@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from ftlab.data.sources._parsing import multi_hot
+from ftlab.data.sources.parsing import multi_hot
 from ftlab.errors import MalformedRow, UnknownLabel
 
 _FLAGS = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0}

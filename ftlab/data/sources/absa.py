@@ -14,8 +14,8 @@ from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import build, label_id, read_text, require_rows, require_text
 from ftlab.data.sources.base import DataSource
+from ftlab.data.sources.parsing import build, label_id, read_text, require_rows, require_text
 from ftlab.data.task import TaskSpec, classification
 from ftlab.errors import InvalidChoice, MalformedRow
 
@@ -26,7 +26,6 @@ FILE_FORMAT = 'a JSON object {id: {"sentence": str, "term": str, "polarity": neg
 
 
 class SemEvalAbsaSource(DataSource):
-    hub_id = None
     file_format = FILE_FORMAT
 
     def __init__(self, data_dir: str | None = None, domain: str = "restaurant", **kwargs):
@@ -34,11 +33,13 @@ class SemEvalAbsaSource(DataSource):
             raise InvalidChoice("dataset.domain", domain, DOMAINS)
         super().__init__(data_dir, **kwargs)
         self.domain = domain
-        self.name = f"{domain}_sup"
+
+    @property
+    def name(self) -> str:
+        return f"{self.domain}_sup"
 
     def local_files(self) -> list[Path]:
-        root = (self.data_dir or Path("<data_dir>")) / DOMAINS[self.domain]
-        return [root / f for f in FILES.values()]
+        return [self.under_data_dir(DOMAINS[self.domain], f) for f in FILES.values()]
 
     def task(self) -> TaskSpec:
         return classification(LABELS)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import build, jsonl_records, label_id, require_rows, require_text
 from ftlab.data.sources.base import DataSource
+from ftlab.data.sources.parsing import build, jsonl_records, label_id, require_rows, require_text
 from ftlab.data.task import TaskSpec, classification
 from ftlab.errors import MalformedRow
 
@@ -25,8 +25,7 @@ class AclArcSource(DataSource):
     file_format = FILE_FORMAT
 
     def local_files(self) -> list[Path]:
-        root = (self.data_dir or Path("<data_dir>")) / "acl_sup"
-        return [root / f for f in FILES.values()]
+        return [self.under_data_dir("acl_sup", f) for f in FILES.values()]
 
     def task(self) -> TaskSpec:
         return classification(LABELS)

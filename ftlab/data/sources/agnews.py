@@ -14,8 +14,8 @@ from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import build, csv_records, from_hub_split, require_rows, require_text
 from ftlab.data.sources.base import DataSource
+from ftlab.data.sources.parsing import build, csv_records, from_hub_split, require_rows, require_text
 from ftlab.data.task import TaskSpec, classification
 from ftlab.errors import InvalidChoice, InvalidValue, MalformedRow, UnknownLabel
 
@@ -52,7 +52,7 @@ class AgNewsSource(DataSource):
         self.test_seed = test_seed
 
     def local_files(self) -> list[Path]:
-        return [(self.data_dir or Path("<data_dir>")) / "agnews_sup" / "test.csv"]
+        return [self.under_data_dir("agnews_sup", "test.csv")]
 
     def task(self) -> TaskSpec:
         return classification(LABELS)

@@ -1,6 +1,6 @@
 """Few-shot variants: `k` examples per class sampled from another dataset's train split.
 
-`base` is the name of another config in `conf/dataset/` (built with the same `data_dir`, plus
+`base` is the name of another dataset config (configs.py) (built with the same `data_dir`, plus
 `base_overrides`, e.g. `{text_fields: title_description}` for AG News), or a `DataSource`. Only
 single-label bases have classes to sample.
 
@@ -20,14 +20,14 @@ A class with fewer than `k` rows in a sampled split is an error that names it an
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
 import numpy as np
 
 from ftlab.data.sources.base import DataSource, LoadedData
-from ftlab.data.sources.multi import named_source, require_single_label
+from ftlab.data.sources.configs import named_source, require_single_label
 from ftlab.data.task import TaskSpec
 from ftlab.errors import InvalidChoice, InvalidValue, UserError
 
@@ -50,7 +50,7 @@ class FewShotSource(DataSource):
         if validation not in VALIDATION:
             raise InvalidChoice("dataset.validation", validation, VALIDATION)
         if isinstance(base, DataSource):
-            self.base_name = base.name or type(base).__name__
+            self.base_name = base.name
             self.base = base
         else:
             self.base_name = base
@@ -62,9 +62,18 @@ class FewShotSource(DataSource):
         self._task = require_single_label(
             self.base, f"dataset.base={self.base_name}", "sample few-shot from a single-label dataset"
         )
-        self.name = f"{self.base.name or self.base_name}_fs{k}"
-        self.hub_id = self.base.hub_id
-        self.file_format = self.base.file_format
+
+    @property
+    def name(self) -> str:
+        return f"{self.base.name}_fs{self.k}"
+
+    @property
+    def hub_id(self) -> str | None:
+        return self.base.hub_id
+
+    @property
+    def file_format(self) -> str:
+        return self.base.file_format
 
     def local_files(self) -> list[Path]:
         return self.base.local_files()
@@ -78,11 +87,9 @@ class FewShotSource(DataSource):
     def params(self) -> dict:
         return {"k": self.k, "sample_seed": self.sample_seed, "validation": self.validation}
 
-    def fingerprint(self) -> str:
-        """The base's fingerprint (its options and file bytes) with k, seed and the validation mode."""
-        h = hashlib.sha256(f"{type(self).__module__}.{type(self).__qualname__}|{sorted(self.params().items())}".encode())
-        h.update(self.base.fingerprint().encode())
-        return h.hexdigest()
+    def content_digests(self) -> Iterator[bytes]:
+        """The base's fingerprint (its options and file bytes); k, seed and validation mode are params()."""
+        yield self.base.fingerprint().encode()
 
     def load(self) -> LoadedData:
         loaded = self.base.load()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import build, from_hub_split, label_id, read_lines, require_rows, require_text
 from ftlab.data.sources.base import DataSource
+from ftlab.data.sources.parsing import build, from_hub_split, label_id, read_lines, require_rows, require_text
 from ftlab.data.task import TaskSpec, classification, regression
 from ftlab.errors import DataFileMissing, InvalidChoice, MalformedRow
 
@@ -71,7 +71,6 @@ SUBSETS = tuple(TASKS)
 
 class GlueSource(DataSource):
     hub_id = "nyu-mll/glue"
-    file_format = "GLUE TSV (tab-separated, no quoting)"  # per subset in __init__
 
     def __init__(self, data_dir: str | None = None, subset: str = "sst2", **kwargs):
         if subset not in TASKS:
@@ -79,12 +78,17 @@ class GlueSource(DataSource):
         super().__init__(data_dir, **kwargs)
         self.subset = subset
         self.spec = TASKS[subset]
-        self.name = f"glue_{subset}"
-        self.file_format = self.spec.file_format()
+
+    @property
+    def name(self) -> str:
+        return f"glue_{self.subset}"
+
+    @property
+    def file_format(self) -> str:
+        return self.spec.file_format()
 
     def local_files(self) -> list[Path]:
-        folder = (self.data_dir or Path("<data_dir>")) / "glue" / self.spec.folder
-        return [folder / "train.tsv", folder / "dev.tsv"]
+        return [self.under_data_dir("glue", self.spec.folder, f) for f in ("train.tsv", "dev.tsv")]
 
     def params(self) -> dict:
         return {**super().params(), "subset": self.subset}

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import (
+from ftlab.data.sources.base import SPLITS, DataSource
+from ftlab.data.sources.parsing import (
     build, csv_records, from_hub_split, multi_hot, read_lines, require_rows, require_text,
 )
-from ftlab.data.sources.base import DataSource
 from ftlab.data.task import TaskSpec, multi_label
 from ftlab.errors import MalformedRow, UserError
 
@@ -30,7 +30,7 @@ LABELS = (
     "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief", "joy",
     "love", "nervousness", "optimism", "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral",
 )
-SPLITS = {"train": "train", "validation": "dev", "test": "test"}
+FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 ROW_FORMAT = "`text<TAB>label ids separated by commas (e.g. 8,20)<TAB>comment id`, no header"
 NAMES_FORMAT = "one emotion name per line, line 1 is id 0"
 
@@ -45,18 +45,15 @@ class GoEmotionsSource(DataSource):
         multi_label(LABELS, threshold)  # a bad dataset.threshold is reported now, not after loading
         self.threshold = threshold  # decides predictions only: not part of params() (the data is the same)
 
-    def _dir(self) -> Path:
-        return (self.data_dir or Path("<data_dir>")) / "goemotions"
-
-    def _split_file(self, split: str) -> Path:
-        return self._dir() / f"{SPLITS[split]}.tsv"
-
     def local_files(self) -> list[Path]:
-        return [*(self._split_file(s) for s in SPLITS), self._dir() / "emotions.txt"]
+        return [*(self.under_data_dir("goemotions", f) for f in FILES.values()), self.names_file()]
+
+    def names_file(self) -> Path:
+        return self.under_data_dir("goemotions", "emotions.txt")
 
     def label_names(self) -> tuple[str, ...]:
         """From emotions.txt when it is there, else the names it ships with."""
-        path = self._dir() / "emotions.txt"
+        path = self.names_file()
         return parse_names(path) if self.data_dir is not None and path.is_file() else LABELS
 
     def task(self) -> TaskSpec:
@@ -64,7 +61,7 @@ class GoEmotionsSource(DataSource):
 
     def load_local(self) -> datasets.DatasetDict:
         n = len(self.label_names())
-        return datasets.DatasetDict({s: parse_split(self._split_file(s), n) for s in SPLITS})
+        return datasets.DatasetDict({s: parse_split(path, n) for s, path in zip(FILES, self.local_files())})
 
     def load_hub(self) -> datasets.DatasetDict:
         raw = datasets.load_dataset(self.hub_id, "simplified")

@@ -33,19 +33,18 @@ from pathlib import Path
 import datasets
 
 from ftlab.data.sources import _labels
-from ftlab.data.sources._parsing import build, csv_records, jsonl_records, require_text
 from ftlab.data.sources.base import DataSource, LoadedData
+from ftlab.data.sources.parsing import build, csv_records, jsonl_records, require_text
 from ftlab.data.task import TaskSpec, classification, multi_label, regression
 from ftlab.errors import DataFileMissing, InvalidChoice, MalformedRow, UserError
 
 FORMATS = {"csv": "csv", "tsv": "tsv", "tab": "tsv", "jsonl": "jsonl", "ndjson": "jsonl"}
 TASK_TYPES = ("single_label", "regression", "multi_label")
-FILE_SPLITS = ("train", "validation", "test")
 
 
 class LocalSource(DataSource):
     name = "local"
-    task_needs_data = True  # the classes are the train file's labels: the config checks leave `monitor` to the run
+    task_needs_data = True  # without label_names, the classes are the train file's labels (base.py: the task)
 
     def __init__(
         self,

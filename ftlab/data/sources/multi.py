@@ -1,6 +1,6 @@
 """Several datasets in one label space: `dataset=multi dataset.parts=[restaurant_sup,laptop_sup]`.
 
-Each part is the name of another config in `conf/dataset/`, built with the same `data_dir` (and
+Each part is the name of another dataset config (configs.py), built with the same `data_dir` (and
 checked like any `dataset=` choice). Class ids are offset per part in the order given and label
 names are prefixed with the part name (`restaurant_sup:positive`, ..., `laptop_sup:positive`);
 each split is the concatenation of the parts' splits, in part order. Only single-label parts can
@@ -16,67 +16,18 @@ encoding's; only the segment ids differ); for RoBERTa-style tokenizers use `</s>
 
 from __future__ import annotations
 
-import hashlib
-import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from ftlab.data.sources._parsing import build
 from ftlab.data.sources.base import SPLITS, DataSource, LoadedData
-from ftlab.data.task import TaskSpec, TaskType, classification
+from ftlab.data.sources.configs import named_source, require_single_label
+from ftlab.data.sources.parsing import build
+from ftlab.data.task import TaskSpec, classification
 from ftlab.errors import InvalidChoice, InvalidValue, UserError
 
-NOT_NAMEABLE = ("local", "multi")  # need paths / parts of their own: not usable as a part or a base by name
 MIXED_PAIRS = ("error", "join")
-
-
-def dataset_configs() -> list[str]:
-    """Names of the dataset configs another dataset can be built from."""
-    from ftlab.config import group_options
-
-    return [name for name in group_options("dataset") if name not in NOT_NAMEABLE]
-
-
-def named_source(
-    name: str, data_dir: str | None, key: str, overrides: dict | None = None, settings_key: str | None = None
-) -> DataSource:
-    """Build the source of `conf/dataset/<name>.yaml` with `data_dir` (and `overrides` on top), checked
-    like a `dataset=` choice. `key` names the setting that chose `name` (`dataset.parts`), `settings_key`
-    the node its settings are reported under (default `<key>[<name>]`)."""
-    from ftlab.config import check_node, group_node  # ftlab.config imports Hydra helpers only
-
-    valid = dataset_configs()
-    if not isinstance(name, str) or name not in valid:
-        raise InvalidChoice(key, name, valid)
-    node = group_node("dataset", name)
-    if "data_dir" in node:
-        node.data_dir = data_dir
-    if overrides:
-        node = OmegaConf.merge(node, OmegaConf.create(dict(overrides)))
-    plain = OmegaConf.to_container(node, resolve=True)
-    plain = check_node(settings_key or f"{key}[{name}]", plain, set())
-    try:
-        return instantiate(plain)
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        if isinstance(cause, UserError):
-            raise cause from None
-        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
-        if isinstance(cause, TypeError) and unexpected:  # a source taking **kwargs passes unknown keys on
-            raise UserError(f"{settings_key or key}.{unexpected[1]} is not a setting of {plain['_target_']}",
-                            f"see conf/dataset/{name}.yaml for its settings") from None
-        raise
-
-
-def require_single_label(source: DataSource, what: str, fix: str) -> TaskSpec:
-    task = source.task()
-    if task.task_type is not TaskType.SINGLE_LABEL:
-        raise UserError(f"{what} is a {task.task_type.value} dataset; only single-label datasets have classes to use", fix)
-    return task
 
 
 class MultiSource(DataSource):
@@ -107,7 +58,10 @@ class MultiSource(DataSource):
             require_single_label(s, f"dataset.parts: {p}", "combine only single-label datasets (drop that part)")
             for p, s in zip(parts, self.parts)
         ]
-        self.name = "multi(" + "+".join(parts) + ")"
+
+    @property
+    def name(self) -> str:
+        return "multi(" + "+".join(self.part_names) + ")"
 
     def local_files(self) -> list[Path]:
         return [f for part in self.parts for f in part.local_files()]
@@ -128,11 +82,9 @@ class MultiSource(DataSource):
     def params(self) -> dict:
         return {"parts": list(self.part_names), "mixed_pairs": self.mixed_pairs, "pair_separator": self.pair_separator}
 
-    def fingerprint(self) -> str:
-        h = hashlib.sha256(f"{type(self).__module__}.{type(self).__qualname__}|{sorted(self.params().items())}".encode())
+    def content_digests(self) -> Iterator[bytes]:
         for part in self.parts:
-            h.update(part.fingerprint().encode())
-        return h.hexdigest()
+            yield part.fingerprint().encode()
 
     def load(self) -> LoadedData:
         loaded = [part.load() for part in self.parts]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import datasets
 
-from ftlab.data.sources._parsing import build, from_hub_split, label_id, read_lines, require_rows
-from ftlab.data.sources.base import DataSource
+from ftlab.data.sources.base import SPLITS, DataSource
+from ftlab.data.sources.parsing import build, from_hub_split, label_id, read_lines, require_rows
 from ftlab.data.task import TaskSpec, classification
 from ftlab.errors import InvalidChoice, MalformedRow, UserError
 
@@ -35,7 +35,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     **{f"stance_{t}": _STANCE for t in ("abortion", "atheism", "climate", "feminist", "hillary")},
 }
 SUBSETS = tuple(LABELS)
-SPLITS = {"train": "train", "validation": "val", "test": "test"}
+FILE_STEMS = {"train": "train", "validation": "val", "test": "test"}  # <stem>_text.txt, <stem>_labels.txt
 TEXT_FORMAT = "one tweet per line, paired line by line with <split>_labels.txt"
 LABEL_FORMAT = "one integer class id per line (see mapping.txt)"
 MAPPING_FORMAT = "one `id<TAB>name` per line, ids 0, 1, 2, ... in order"
@@ -50,11 +50,14 @@ class TweetEvalSource(DataSource):
             raise InvalidChoice("dataset.subset", subset, SUBSETS)
         super().__init__(data_dir, **kwargs)
         self.subset = subset
-        self.name = f"tweeteval_{subset}"
+
+    @property
+    def name(self) -> str:
+        return f"tweeteval_{self.subset}"
 
     # ---- files ---------------------------------------------------------------------------------
     def _task_dir(self) -> Path:
-        root = (self.data_dir or Path("<data_dir>")) / "tweeteval" / "datasets"
+        root = self.under_data_dir("tweeteval", "datasets")
         if self.subset.startswith("stance_"):
             return root / "stance" / self.subset.removeprefix("stance_")
         return root / self.subset
@@ -64,7 +67,7 @@ class TweetEvalSource(DataSource):
         return (task_dir.parent if self.subset.startswith("stance_") else task_dir) / "mapping.txt"
 
     def _split_files(self, split: str) -> tuple[Path, Path]:
-        stem = SPLITS[split]
+        stem = FILE_STEMS[split]
         return self._task_dir() / f"{stem}_text.txt", self._task_dir() / f"{stem}_labels.txt"
 
     def local_files(self) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Small helpers shared by the sources: strict UTF-8 reading, line splitting, row checks, schema.
+"""Helpers for every source (also one outside ftlab): strict UTF-8 reading, line splitting, row checks, schema.
 
 Every source builds plain Python lists and turns them into a `datasets.Dataset` with one fixed schema
 (`text`, optional `text_pair`, `label` as int64 class id, float32 score, or a fixed-length list of

@@ -10,7 +10,7 @@
 # make bench-precision: 32-true vs bf16-mixed at the defaults, 3 seeds, the evidence for trainer.precision=auto (~1 h)
 # make slurm-up / slurm-down: a one-node SLURM cluster on this machine for hydra/launcher=slurm (root,
 #             Debian/Ubuntu; installs the packages when missing): tools/slurm_cluster.sh start / stop.
-#             make test starts it itself for tests/test_slurm.py (skipped, with the reason, where it cannot)
+#             make test starts it itself for tests/launch/test_slurm.py (skipped, with the reason, where it cannot)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -2,7 +2,7 @@
 does and with which labels, the data it learnt from (and its hash), the method and its settings,
 the hyper-parameters, validation and test metrics, versions, and the exact Python lines that load
 it (ftlab's loader, peft's, transformers' pipeline). peft writes a blank template there; this
-replaces it. tests/test_saved_models.py runs the card's code blocks."""
+replaces it. tests/outputs/test_saved_models.py runs the card's code blocks."""
 
 from __future__ import annotations
 

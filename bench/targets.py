@@ -12,9 +12,9 @@ def contender_precision(name: str) -> str:
 
 
 def ftlab_default(summary: dict, peak: dict, config: dict) -> dict:
-    """The row of ftlab's shipped default configuration: its trainer.precision (conf/trainer/default.yaml,
-    recorded by bench/run.py), with `auto` resolved as ftlab.precision does (bf16-mixed where the machine
-    multiplies bf16 natively, else fp32)."""
+    """The row of ftlab's shipped default configuration: the trainer.precision it gives full fine-tuning
+    (conf/peft/full.yaml, else base.yaml; recorded by bench/run.py), with `auto` resolved as
+    ftlab.precision does (bf16-mixed where the machine multiplies bf16 natively, else fp32)."""
     conf = config.get("ftlab_conf_precision") or FP32
     if conf == "auto":
         precision = BF16 if peak["native_bf16"] else FP32

@@ -4,7 +4,10 @@ Native bf16 matrix products: on CUDA compute capability 8.0 and later (Ampere, H
 CPU the AMX-BF16 or AVX512-BF16 instructions (Intel Sapphire Rapids and later, AMD Zen 4 and later),
 which oneDNN uses for torch's bf16 matmuls. Measured on this project's Xeon (AMX-BF16): bf16 matrix
 products 3-4x fp32, MiniLM full fine-tuning 104 train samples/s in bf16-mixed against 71 in fp32;
-without those instructions bf16 is emulated and slower than fp32, hence fp32 there.
+without those instructions bf16 is emulated and slower than fp32, hence fp32 there (measured on an
+AMD EPYC with AVX2 only, one thread: a MiniLM-shaped matrix product at 50 GFLOP/s in fp32, 6.7 in
+bf16; a bf16-mixed LoRA run there had not finished its first epoch when fp32 had finished all five).
+A bf16 precision chosen on such a machine is kept, with a warning (`emulated_bf16_warning`).
 
 `checked()` (ftlab/config/checks.py) replaces `auto` by the precision it picks, before anything is
 built, so the run, its results.json config and the report's grouping all see the resolved value;
@@ -62,6 +65,19 @@ def resolve(precision, accelerator: str = "auto") -> tuple[str, str]:
         return precision, "chosen in the config"
     native, device = native_bf16(str(accelerator))
     return (BF16 if native else FP32), device
+
+
+def emulated_bf16_warning(precision, accelerator: str = "auto") -> str | None:
+    """The warning for a bf16 precision chosen where the device only emulates it (None elsewhere):
+    kept, since the user chose it, but a run about 7x slower than fp32 should not be a surprise."""
+    precision = str(precision)
+    if not precision.startswith("bf16"):
+        return None
+    native, device = native_bf16(str(accelerator))
+    if native:
+        return None
+    return (f"trainer.precision={precision} on a {device}: its matrix products run about 7x slower "
+            "than in fp32 here; trainer.precision=auto (or 32-true) trains at this machine's full speed")
 
 
 def record(cfg) -> dict:

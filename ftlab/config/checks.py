@@ -99,12 +99,17 @@ def refuse_cuda_only_on_cpu(cfg: DictConfig) -> None:
 
 
 def resolve_precision(cfg: DictConfig) -> None:
-    """trainer.precision=auto -> what this machine multiplies natively (ftlab/precision.py), in place."""
-    from ftlab.precision import AUTO, resolve
+    """trainer.precision=auto -> what this machine multiplies natively (ftlab/precision.py), in place;
+    a bf16 precision chosen where the device only emulates it is kept, with a warning."""
+    from ftlab.precision import AUTO, emulated_bf16_warning, resolve
 
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if str(cfg.trainer.get("precision")) != AUTO:
+        warning = emulated_bf16_warning(cfg.trainer.get("precision"), accelerator)
+        if warning:
+            log.warning(warning)
         return
-    precision, why = resolve(AUTO, str(cfg.trainer.get("accelerator", "auto")))
+    precision, why = resolve(AUTO, accelerator)
     with open_dict(cfg):
         cfg.trainer.precision = precision
     log.info("trainer.precision=auto: %s (%s)", precision, why)

@@ -115,7 +115,7 @@ def test_peaks_and_utilisation(smoke):
         assert row["pct_of_peak"] == pytest.approx(expected, rel=1e-6), name
 
     default, shipped = res["ftlab_default"]["contender"], res["config"]["ftlab_conf_precision"]
-    bf16 = shipped == "bf16-mixed" or (shipped == "auto" and peak["native_bf16"])  # conf/trainer/default.yaml's
+    bf16 = shipped == "bf16-mixed" or (shipped == "auto" and peak["native_bf16"])  # peft/full.yaml's or base.yaml's
     assert default == ("ftlab-full-bf16" if bf16 else "ftlab-full")
     assert f"fp32 {peak['gflops'][FP32]:.1f} GFLOP/s, bf16 {peak['gflops'][BF16]:.1f} GFLOP/s" in md
 
@@ -238,3 +238,12 @@ def test_ftlab_default_is_the_shipped_precision(conf, native, row):
     summary = _summary(hf_bf16=75.0, ftlab_bf16=120.0)
     picked = ftlab_default(summary, {"native_bf16": native, "native_bf16_why": "test"}, {"ftlab_conf_precision": conf})
     assert picked["contender"] == row and conf in picked["why"]
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "bitfit"])
+def test_the_bench_reads_the_precision_the_config_gives_each_method(compose, method):
+    """bench/run.py reads the shipped precision as YAML (its parent imports no torch): it must be the
+    one Hydra composes, wherever the method's recommendation or base.yaml puts it."""
+    from bench.run import conf_precision
+
+    assert conf_precision(method) == compose(f"peft={method}", tiny=False).trainer.precision

@@ -186,6 +186,15 @@ def test_command_line_overrides_win_over_the_preset():
     assert (cfg["data"]["batch_size"], cfg["trainer"]["max_epochs"]) == (128, 70)
 
 
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_chosen_model_replaces_the_presets_model_whole(name):
+    """A preset names its backbone through the model group, never as model.pretrained, so that
+    `experiment=<preset> model=<choice>` trains the choice's weights, not the study's."""
+    cfg, _ = compose_as_a_run(f"experiment={name}", "model=tiny_gemma")
+    tiny, _ = compose_as_a_run("model=tiny_gemma")
+    assert cfg["model"]["pretrained"] == tiny["model"]["pretrained"], name
+
+
 def test_no_preset_changes_a_plain_run():
     plain, params = compose_as_a_run()
     assert not params and "study" not in plain

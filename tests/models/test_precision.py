@@ -30,6 +30,25 @@ def test_a_chosen_precision_is_kept(monkeypatch, chosen):
     assert precision.resolve(chosen, "cpu") == (chosen, "chosen in the config")
 
 
+@pytest.mark.parametrize("flags, chosen, warned", [
+    ({"avx2"}, "bf16-mixed", True),
+    ({"avx2"}, "bf16-true", True),
+    ({"avx2"}, "32-true", False),
+    ({"avx2", "amx_bf16"}, "bf16-mixed", False),
+])
+def test_bf16_chosen_where_it_is_emulated_is_kept_with_a_warning(monkeypatch, compose, caplog, flags, chosen, warned):
+    from ftlab.config import checked
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    with caplog.at_level("WARNING", logger="ftlab.config.checks"):
+        cfg = checked(compose(f"trainer.precision={chosen}"))
+    assert cfg.trainer.precision == chosen
+    said = [r.getMessage() for r in caplog.records if "slower than in fp32" in r.getMessage()]
+    assert bool(said) == warned, caplog.text
+    if warned:
+        assert said[0].startswith(f"trainer.precision={chosen} on a CPU without AMX-BF16") and "precision=auto" in said[0]
+
+
 def test_the_machine_flags_are_read():
     flags = precision.cpu_flags()
     assert isinstance(flags, frozenset) and ("fpu" in flags or not flags)  # Linux lists fpu; elsewhere none

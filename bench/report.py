@@ -249,6 +249,7 @@ def _header(res: dict) -> list[str]:
             f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end; "
             f"duration {m['duration_seconds']:.0f} s; bf16 native: {'yes' if peak['native_bf16'] else 'no'} "
             f"({peak['native_bf16_why']}).", "", setup,
+            *([f"bf16 rows: {c['bf16_skipped']}.", ""] if c.get("bf16_skipped") else []),
             f"Window: median of {c['reps']} repetition(s) of steps {w + 1}..{w + c['steps']} (after {w} warm-up "
             f"steps; hf-pad128: steps {w + 1}..{w + c['pad128_steps']}).", "",
             f"**Peaks** ({peak['threads']} thread{'s' * (peak['threads'] != 1)}, the model's matmul mix at T = {peak['tokens']} tokens, FLOP-weighted): "

@@ -79,7 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "varies by a few percent on a shared machine")
     p.add_argument("--epoch-contenders", help="contenders that train a full epoch in the last --epoch-reps repetitions "
                    f"(default: those of {','.join(EPOCH_CONTENDERS)} that run); '' for none")
-    p.add_argument("--contenders", default=DEFAULT_CONTENDERS, help=f"in this order, of: {','.join(CONTENDERS)}")
+    p.add_argument("--contenders", help=f"in this order, of: {','.join(CONTENDERS)} (default: {DEFAULT_CONTENDERS}, "
+                   "without the -bf16 ones on a CPU that emulates bf16: there they take ~7x fp32's time and say "
+                   "nothing about ftlab; name them to run them anyway)")
     p.add_argument("--once", default="hf-pad128", help="contenders run in the first repetition only (default "
                    "hf-pad128: every one of its batches has the same shape, so one run measures it, at ~60 s)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of every contender (and of the peak matmuls)")
@@ -100,6 +102,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    args.bf16_skipped = None
+    if args.contenders is None:
+        args.contenders, args.bf16_skipped = default_contenders()
     args.contenders = [c for c in args.contenders.split(",") if c]
     args.once = [c for c in args.once.split(",") if c]
     if args.epoch_contenders is None:
@@ -115,6 +120,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 0 <= args.epoch_reps <= args.reps:
         p.error(f"--epoch-reps must be between 0 and --reps ({args.reps})")
     return args
+
+
+def default_contenders() -> tuple[str, str | None]:
+    """(the default contenders, why the bf16 ones were left out or None): on a CPU without AMX-BF16 or
+    AVX512-BF16 (read from the CPU flags, as `trainer.precision=auto` does; the parent imports no
+    torch) bf16 matrix products are emulated, and ftlab's default there is fp32."""
+    from ftlab.precision import CPU_FEATURES, cpu_flags
+
+    if any(flag in cpu_flags() for flag, _ in CPU_FEATURES):
+        return DEFAULT_CONTENDERS, None
+    kept = ",".join(c for c in DEFAULT_CONTENDERS.split(",") if not c.endswith("-bf16"))
+    return kept, ("not run: a CPU without AMX-BF16 or AVX512-BF16 emulates bf16 (trainer.precision=auto "
+                  "picks 32-true here); --contenders with -bf16 names runs them")
 
 
 class Bench:

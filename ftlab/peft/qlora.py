@@ -18,6 +18,7 @@ small update to rounding, so that is not offered.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,6 +38,7 @@ from ftlab.peft.probe import probe
 # classifier; Llama & co: score; BART/T5: classification_head) and BERT's pooler, which a checkpoint
 # may lack and which is too small to be worth quantising; matched as suffixes of module names
 HEAD_MODULES = ["classifier", "pre_classifier", "score", "classification_head", "pooler.dense"]
+log = logging.getLogger(__name__)
 
 
 def require_bitsandbytes():
@@ -74,7 +76,21 @@ class QLoraInjector(LoraInjector, name="qlora", settings=QLoraSettings):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
 
+    def emulated_bf16_warning(self) -> str | None:
+        """A chosen bfloat16 compute dtype on a CPU that emulates bf16 (the study 004 preset's, say) is
+        kept, with this warning: bitsandbytes then multiplies in emulated bf16, ~7x float32's time."""
+        from ftlab.precision import native_bf16
+
+        if self.settings.compute_dtype != "bfloat16" or torch.cuda.is_available():
+            return None
+        native, device = native_bf16("cpu")
+        return None if native else (f"peft.compute_dtype=bfloat16 on a {device}: the 4-bit layers' matrix products "
+                                    "run about 7x slower than in float32 here; peft.compute_dtype=null picks float32")
+
     def load_kwargs(self) -> dict:
+        warning = self.emulated_bf16_warning()
+        if warning:
+            log.warning(warning)
         return {"quantization_config": BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",

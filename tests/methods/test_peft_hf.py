@@ -216,6 +216,22 @@ def test_qlora_settings_and_refusals_before_loading(compose):
         make(compose, "tiny_bert", "qlora", "peft.compute_dtype=int8")
 
 
+@pytest.mark.parametrize("flags, chosen, warned", [({"avx2"}, "bfloat16", True), ({"avx2"}, "float32", False),
+                                                   ({"avx2"}, None, False), ({"amx_bf16"}, "bfloat16", False)])
+def test_qlora_bf16_compute_on_a_cpu_that_emulates_it_is_kept_with_a_warning(compose, monkeypatch, caplog,
+                                                                             flags, chosen, warned):
+    from ftlab import precision
+
+    if torch.cuda.is_available():
+        pytest.skip("the warning is about CPUs")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    _, _, injector = make(compose, "tiny_bert", "qlora", *([f"peft.compute_dtype={chosen}"] if chosen else []))
+    with caplog.at_level("WARNING", logger="ftlab.peft.qlora"):
+        quant = injector.load_kwargs()["quantization_config"]
+    assert quant.bnb_4bit_compute_dtype == (torch.bfloat16 if chosen == "bfloat16" else torch.float32)
+    assert ("peft.compute_dtype=bfloat16 on a CPU without" in caplog.text) == warned, caplog.text
+
+
 def saved_tiny(compose, arch, directory):
     """A tiny random backbone saved without a head, as a pretrained checkpoint is."""
     backbone, tok, _ = make(compose, arch, "lora")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import statistics
 
-from bench.targets import BF16, FP32, PAIRS, contender_precision, ftlab_default, targets
+from bench.pairs import identical_batches, step_ratios
+from bench.targets import BF16, FP32, contender_precision, ftlab_default, targets
 
 PRECISIONS = (FP32, BF16)
 
@@ -123,7 +124,8 @@ def summarize(records: list[dict], config: dict, meta: dict) -> dict:
     data["speedup"] = data["cold_median"] / data["warm_median"] if warm else None
     out = {"meta": meta, "config": config, "peak": peak_summary(peak), "params": params,
            "ftlab_default": ftlab_default(summary, peak, config), "data_setup": data, "summary": summary,
-           "precision_seen": precision_seen(train), "identical_batches": identical_batches(records)}
+           "precision_seen": precision_seen(train), "identical_batches": identical_batches(records),
+           "step_ratios": step_ratios(records)}
     out["ratios"] = ratios(summary)
     out["targets"] = targets(out, config)
     out["runs"] = records
@@ -177,24 +179,6 @@ def _seen_cell(entry: dict | None) -> str:
         return short.get(seen["output"], str(seen["output"])) + ("" if seen["output"] == "float32" else " (no autocast)")
 
     return "/".join(one(entry["seen"].get(p)) for p in ("train", "eval")) + ("" if entry["ok"] else " NOT AS ASKED")
-
-
-def identical_batches(records: list[dict]) -> dict:
-    """Did ftlab and the plain loop (fp32 pair, bf16 pair) train on the same batches (sizes and
-    token counts, in order)? In the window: every run's first warmup+steps batches; over the epoch:
-    the epoch runs' batches. Keyed "ftlab-full/plain" and "ftlab-full-bf16/plain-bf16"."""
-    out = {}
-    for pair in PAIRS:
-        runs = [r for r in records if r["phase"] == "train" and r["contender"] in pair]
-        if {r["contender"] for r in runs} != set(pair):
-            continue
-        hi = min(len(r["child"]["batches"]) for r in runs)
-        same = {"window": all(r["child"]["batches"][:hi] == runs[0]["child"]["batches"][:hi] for r in runs)}
-        epoch = {r["contender"]: r["child"]["batches"] for r in runs if r["epoch"]}
-        if len(epoch) == 2:
-            same["epoch"] = epoch[pair[0]] == epoch[pair[1]]
-        out["/".join(pair)] = same
-    return out
 
 
 def reference(name: str, rows: dict) -> str | None:
@@ -293,6 +277,11 @@ def markdown(res: dict) -> str:
         lines += ["", f"## Full epoch ({label}, {each}; train samples/s from the train call to the last step)", ""]
         rows = [[n] + [_fmt(k, r.get(k)) for k in EPOCH_FIGURES] for n, r in s["epoch"].items()]
         lines += _table(["contender"] + [FIGURES[k][0] for k in EPOCH_FIGURES], rows)
+    if res.get("step_ratios"):
+        lines += ["", "## ftlab / plain loop step by step over the epoch's identical batches (bench/pairs.py)", ""]
+        lines += _table(["pair", "median of per-step time ratios, per repetition", "epoch time ratio, per repetition"],
+                        [[p, ", ".join(f"{v:.3f}" for v in r["step_median"]), ", ".join(f"{v:.3f}" for v in r["total"])]
+                         for p, r in res["step_ratios"].items()])
     own = [[f"{p}/{n}", _fmt("train_samples_per_s", r.get("ftlab_own_train_samples_per_s")),
             _fmt("eval_samples_per_s", r.get("ftlab_own_eval_samples_per_s")),
             _fmt("first_step_s", r.get("ftlab_own_first_step_s"))]

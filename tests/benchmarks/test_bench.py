@@ -31,8 +31,10 @@ MINILM_MATMUL = 6 * (4 * 384 * 384 + 2 * 384 * 1536) + 384 * 384 + 384 * 3
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
+    # the contenders named, bf16 ones included: by default a CPU that emulates bf16 leaves those out
     proc = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--threads", "1", "--out", str(out),
-                           "--date", "smoke"], cwd=REPO, capture_output=True, text=True, timeout=600)
+                           "--contenders", ",".join(CONTENDERS), "--date", "smoke"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "smoke.json").read_text()), (out / "smoke.md").read_text()
 
@@ -55,6 +57,10 @@ def test_json_has_every_contender_and_figure(smoke):
     assert {r["figures"]["eval_samples"] for r in runs} == {res["config"]["eval_examples"]}  # one test subset for all
     assert res["identical_batches"] == {"ftlab-full/plain": {"window": True, "epoch": True},
                                         "ftlab-full-bf16/plain-bf16": {"window": True, "epoch": True}}
+
+    assert {p: len(r["step_median"]) for p, r in res["step_ratios"].items()} == {
+        "ftlab-full/plain": 1, "ftlab-full-bf16/plain-bf16": 1}  # one epoch repetition in --quick
+    assert all(v > 0 for r in res["step_ratios"].values() for v in r["step_median"] + r["total"])
 
     data = res["data_setup"]
     assert data["cold_cache_hit"] == [False] and data["cold_median"] > 0 and data["warm_median"] > 0
@@ -247,3 +253,38 @@ def test_the_bench_reads_the_precision_the_config_gives_each_method(compose, met
     from bench.run import conf_precision
 
     assert conf_precision(method) == compose(f"peft={method}", tiny=False).trainer.precision
+
+
+@pytest.mark.parametrize("flags, bf16", [({"avx2", "amx_bf16"}, True), ({"avx2", "avx512_bf16"}, True), ({"avx2"}, False)])
+def test_the_default_contenders_leave_bf16_out_where_it_is_emulated(monkeypatch, flags, bf16):
+    from bench.run import DEFAULT_CONTENDERS, parse_args
+    from ftlab import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    args = parse_args([])
+    expected = [c for c in DEFAULT_CONTENDERS.split(",") if bf16 or not c.endswith("-bf16")]
+    assert args.contenders == expected and (args.bf16_skipped is None) == bf16
+    assert all(c in args.contenders for c in ("ftlab-full", "plain", "hf-grouped"))
+    named = parse_args(["--contenders", "ftlab-full,ftlab-full-bf16"])  # named: run, emulated or not
+    assert named.contenders == ["ftlab-full", "ftlab-full-bf16"] and named.bf16_skipped is None
+
+
+def test_step_ratios_pair_each_repetition_step_by_step():
+    """One slow stretch moves the epoch ratio, hardly the median of per-step ratios; a repetition
+    whose batches differ is left out."""
+    from bench.pairs import step_ratios
+
+    def run(name, rep, steps, batches=None):
+        ends, t = [], 0.0
+        for s in steps:
+            t += s
+            ends.append(t)
+        return {"phase": "train", "epoch": True, "contender": name, "rep": rep,
+                "child": {"step_ends": ends, "batches": batches or [[4, 10, 12]] * len(steps)}}
+
+    records = [run("ftlab-full", 0, [1.1] * 9 + [11.0]), run("plain", 0, [1.0] * 10),
+               run("ftlab-full", 1, [1.0] * 10), run("plain", 1, [1.0] * 10, [[4, 9, 12]] * 10)]
+    got = step_ratios(records)
+    assert list(got) == ["ftlab-full/plain"]
+    assert got["ftlab-full/plain"]["step_median"] == [pytest.approx(1.1)]
+    assert got["ftlab-full/plain"]["total"] == [pytest.approx(20.9 / 10)]

@@ -16,8 +16,11 @@ go in ftlab_model.json and the model card's load lines pass them; `load_classifi
 
 adapter_config.json's `base_model_name_or_path` is the hub id where there is one (a packaged copy of
 a hub repository is named by that repository), else the package name, else the folder; never an
-absolute path into a virtual environment. `load_classifier` resolves the recorded base: the installed
-package first (offline, the exact files), then the hub id, then the folder.
+absolute path into a virtual environment. A model of `make install-models` (model=mpnet, gemma3,
+qwen2) is recorded by its package name and the sha256 it is built from, and resolved to this
+machine's cache folder (adapter_config.json names that folder: transformers knows no other name for
+the dequantised GGUF models). `load_classifier` resolves the recorded base: the model package or the
+installed package first (offline, the exact files), then the hub id, then the folder.
 """
 
 from __future__ import annotations
@@ -67,7 +70,11 @@ def label_config(task: TaskSpec, pad_token_id: int | None) -> dict:
 
 
 def base_model_name(base: dict) -> str | None:
-    """What adapter_config.json names the base by: loadable by transformers wherever the name holds."""
+    """What adapter_config.json names the base by: loadable by transformers wherever the name holds
+    (a model package's folder here: transformers knows no package names, and its cache path is the
+    only name it loads; ftlab_model.json keeps the package's name)."""
+    if "model_package" in base:
+        return resolve_base(base)
     return base.get("hub") or base.get("package") or base.get("path")
 
 
@@ -120,7 +127,15 @@ def resolve_base(base: dict) -> str:
     """The recorded base as `from_pretrained` takes it here: the installed package's folder, else the
     hub id, else the folder as recorded."""
     from ftlab.models.backbone import package_dir  # imports transformers
+    from ftlab.models.model_packages import PACKAGES, model_folder
 
+    if "model_package" in base:  # installed here or not, the error names the install command
+        name = base["model_package"]
+        if name in PACKAGES and base.get("sha256") not in (None, PACKAGES[name].sha256):
+            raise UserError(f"the run was trained on another build of model package {name!r} (sha256 "
+                            f"{base['sha256'][:12]}…, this ftlab installs {PACKAGES[name].sha256[:12]}…)",
+                            "load it with the ftlab version that trained it")
+        return model_folder(name)
     if "package" in base:
         try:
             return str(Path(package_dir(base["package"])) / base.get("path_in_package", "."))

@@ -28,6 +28,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 
 from ftlab.data.task import TaskSpec
 from ftlab.errors import UserError
+from ftlab.models.model_packages import PACKAGES, package_of_folder
 from ftlab.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ def installed_package_of(folder: str | Path) -> tuple[str, str] | None:
 def base_reference(pretrained: str | None, architecture: str | None, revision: str | None = None,
                    gguf_file: str | None = None) -> dict:
     """Where a backbone's weights come from, in terms that hold on another machine: a hub id (and
-    revision), an installed package (and the hub repository it copies, when known), a folder, or a
+    revision), a model package of `make install-models` (and the sha256 of the file it is built
+    from), an installed package (and the hub repository it copies, when known), a folder, or a
     random initialisation (which no name reproduces). ftlab/saved_model.py records and resolves it."""
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     if not pretrained:
@@ -117,6 +119,9 @@ def base_reference(pretrained: str | None, architecture: str | None, revision: s
     snapshot = HUB_CACHE_SNAPSHOT.search(path.resolve().as_posix())
     if snapshot:
         return {"hub": snapshot["repo"].replace("--", "/", 1), "revision": snapshot["revision"], **extra}
+    model_package = package_of_folder(path)
+    if model_package:  # make install-models' cache: the name holds wherever it is installed
+        return {"model_package": model_package, "sha256": PACKAGES[model_package].sha256, **extra}
     package = installed_package_of(path)
     if package:
         hub = {"hub": PACKAGED_HUB_REPOS[package[0]]} if package[0] in PACKAGED_HUB_REPOS else {}

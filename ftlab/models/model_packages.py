@@ -132,6 +132,18 @@ def models_dir(cache_dir: str | Path | None = None) -> Path:
     return (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / "models"
 
 
+def package_of_folder(folder: str | Path, cache_dir: str | Path | None = None) -> str | None:
+    """The model package whose assembled folder `folder` is (or lies in), else None: a saved run names
+    its base by it (ftlab/models/backbone.py `base_reference`), not by this machine's cache path."""
+    root, folder = models_dir(cache_dir), Path(folder).expanduser()
+    for inside in {folder.absolute(), folder.resolve()}:  # a cache entry may be a link
+        for top in {root.absolute(), root.resolve()}:
+            if inside.is_relative_to(top) and inside != top:
+                name = inside.relative_to(top).parts[0]
+                return name if name in PACKAGES else None
+    return None
+
+
 # ---------------------------------------------------------------- the installed parts
 
 def _reinstall(package: ModelPackage, part: Part) -> str:

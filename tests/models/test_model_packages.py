@@ -102,6 +102,9 @@ def test_a_saved_run_names_its_base_by_the_package_not_the_cache_path(fake, tmp_
     base = base_reference(str(folder), None)
     assert base == {"model_package": "fake", "sha256": package.sha256}
     assert resolve_base(base) == base_model_name(base) == str(folder)
+    from ftlab.model_card import _base_line
+
+    assert _base_line({"base": base}).startswith("the model package `fake` of `make install-models`")
     # another machine (cache): assembled there, it resolves to that folder; not assembled, the install fix
     monkeypatch.setenv("FTLAB_CACHE_DIR", str(tmp_path / "elsewhere"))
     with pytest.raises(UserError, match="not assembled") as err:
@@ -229,6 +232,8 @@ def test_a_real_model_trains_with_lora_and_exports(name, tmp_path):
     assert results["config"]["model"]["pretrained"] == mp.model_folder(name)
     record = json.loads((run_dir / "model" / "ftlab_model.json").read_text())  # by name, not by this cache's path
     assert record["base"] == {"model_package": name, "sha256": mp.PACKAGES[name].sha256}
+    card = (run_dir / "model" / "README.md").read_text()  # the peft-alone lines load the base by package name
+    assert f"base_path = model_folder({name!r})" in card and f"the model package `{name}`" in card
     assert results["params"]["trainable"] == TRAINABLE[name]
     losses = [row["val/loss"] for row in results["history"] if "val/loss" in row]
     assert losses and all(0 < loss < 10 for loss in losses)

@@ -126,9 +126,9 @@ def default_contenders() -> tuple[str, str | None]:
     """(the default contenders, why the bf16 ones were left out or None): on a CPU without AMX-BF16 or
     AVX512-BF16 (read from the CPU flags, as `trainer.precision=auto` does; the parent imports no
     torch) bf16 matrix products are emulated, and ftlab's default there is fp32."""
-    from ftlab.precision import CPU_FEATURES, cpu_flags
+    from ftlab.precision import cpu_native_bf16
 
-    if any(flag in cpu_flags() for flag, _ in CPU_FEATURES):
+    if cpu_native_bf16()[0]:
         return DEFAULT_CONTENDERS, None
     kept = ",".join(c for c in DEFAULT_CONTENDERS.split(",") if not c.endswith("-bf16"))
     return kept, ("not run: a CPU without AMX-BF16 or AVX512-BF16 emulates bf16 (trainer.precision=auto "

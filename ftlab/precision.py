@@ -52,6 +52,11 @@ def native_bf16(accelerator: str = "auto") -> tuple[bool, str]:
             return False, "no CUDA device"
         major, minor = torch.cuda.get_device_capability()
         return major >= 8, f"{torch.cuda.get_device_name()} (compute capability {major}.{minor})"
+    return cpu_native_bf16()
+
+
+def cpu_native_bf16() -> tuple[bool, str]:
+    """native_bf16 for the CPU, from its flags alone (no torch import: bench/run.py's parent uses it)."""
     found = [name for flag, name in CPU_FEATURES if flag in cpu_flags()]
     if found:
         return True, f"CPU with {' and '.join(found)}"
@@ -67,17 +72,13 @@ def resolve(precision, accelerator: str = "auto") -> tuple[str, str]:
     return (BF16 if native else FP32), device
 
 
-def emulated_bf16_warning(precision, accelerator: str = "auto") -> str | None:
-    """The warning for a bf16 precision chosen where the device only emulates it (None elsewhere):
-    kept, since the user chose it, but a run about 7x slower than fp32 should not be a surprise."""
-    precision = str(precision)
-    if not precision.startswith("bf16"):
-        return None
+def emulated_bf16_warning(setting: str, accelerator: str, fix: str) -> str | None:
+    """The warning for a bf16 `setting` the user chose (kept: they chose it) where the device only
+    emulates bf16, None elsewhere: a run about 7x slower than fp32 should not be a surprise."""
     native, device = native_bf16(str(accelerator))
     if native:
         return None
-    return (f"trainer.precision={precision} on a {device}: its matrix products run about 7x slower "
-            "than in fp32 here; trainer.precision=auto (or 32-true) trains at this machine's full speed")
+    return f"{setting} on a {device}: its matrix products run about 7x slower than in fp32 here; {fix}"
 
 
 def record(cfg) -> dict:

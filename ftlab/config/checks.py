@@ -104,8 +104,10 @@ def resolve_precision(cfg: DictConfig) -> None:
     from ftlab.precision import AUTO, emulated_bf16_warning, resolve
 
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if str(cfg.trainer.get("precision")) != AUTO:
-        warning = emulated_bf16_warning(cfg.trainer.get("precision"), accelerator)
+    chosen = str(cfg.trainer.get("precision"))
+    if chosen != AUTO:
+        warning = chosen.startswith("bf16") and emulated_bf16_warning(
+            f"trainer.precision={chosen}", accelerator, "trainer.precision=auto (or 32-true) trains at this machine's full speed")
         if warning:
             log.warning(warning)
         return

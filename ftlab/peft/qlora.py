@@ -33,6 +33,7 @@ from ftlab.models.structure import is_4bit
 from ftlab.peft.hf import head_modules
 from ftlab.peft.lora import LoraInjector, LoraSettings
 from ftlab.peft.probe import probe
+from ftlab.precision import emulated_bf16_warning
 
 # module names of transformers' sequence-classification heads (DistilBERT: pre_classifier +
 # classifier; Llama & co: score; BART/T5: classification_head) and BERT's pooler, which a checkpoint
@@ -76,21 +77,12 @@ class QLoraInjector(LoraInjector, name="qlora", settings=QLoraSettings):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
 
-    def emulated_bf16_warning(self) -> str | None:
-        """A chosen bfloat16 compute dtype on a CPU that emulates bf16 (the study 004 preset's, say) is
-        kept, with this warning: bitsandbytes then multiplies in emulated bf16, ~7x float32's time."""
-        from ftlab.precision import native_bf16
-
-        if self.settings.compute_dtype != "bfloat16" or torch.cuda.is_available():
-            return None
-        native, device = native_bf16("cpu")
-        return None if native else (f"peft.compute_dtype=bfloat16 on a {device}: the 4-bit layers' matrix products "
-                                    "run about 7x slower than in float32 here; peft.compute_dtype=null picks float32")
-
     def load_kwargs(self) -> dict:
-        warning = self.emulated_bf16_warning()
-        if warning:
-            log.warning(warning)
+        # a chosen bfloat16 (the study 004 preset's) is kept; where the CPU emulates it, with a warning
+        if self.settings.compute_dtype == "bfloat16" and not torch.cuda.is_available():
+            warning = emulated_bf16_warning("peft.compute_dtype=bfloat16", "cpu", "peft.compute_dtype=null picks float32")
+            if warning:
+                log.warning(warning)
         return {"quantization_config": BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",

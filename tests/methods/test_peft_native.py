@@ -42,6 +42,17 @@ def trains(model: str, method: str) -> bool:
     return method != "zeroshot" and not (method == "bitfit" and model == "tiny_llama")
 
 
+def perturbed(make, model_name: str, method: str):
+    """(injector, model): `method` injected into the tiny `model_name`, its trainable weights perturbed
+    (as if trained); skips the pair bitfit refuses (a model without biases)."""
+    if method == "bitfit" and model_name == "tiny_llama":
+        pytest.skip("bitfit refuses a model without biases")
+    injector, built = make(model_name, method)
+    model = injector.inject(built.model, built.new_parameters)
+    perturb_trainable(model)
+    return injector, model
+
+
 _backbones: dict[str, tuple] = {}
 
 
@@ -159,11 +170,7 @@ def test_adapters_start_as_identity_and_have_the_bottleneck_size(make, model_nam
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("method", ["houlsby", "pfeiffer", "bitfit", "head", "zeroshot"])
 def test_save_pretrained_then_load_into_a_fresh_model_gives_the_same_logits(make, tmp_path, model_name, method):
-    if method == "bitfit" and model_name == "tiny_llama":
-        pytest.skip("bitfit refuses a model without biases")
-    injector, built = make(model_name, method)
-    model = injector.inject(built.model, built.new_parameters)
-    perturb_trainable(model)
+    injector, model = perturbed(make, model_name, method)
     injector.save_pretrained(model, tmp_path / "saved")
     saved = json.loads((tmp_path / "saved" / CONFIG_FILE).read_text())
     assert saved["method"] == method and saved["hparams"] == injector.hparams()
@@ -199,11 +206,7 @@ def test_adapters_cannot_merge(make, tmp_path, method):
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("method", ["bitfit", "head", "zeroshot"])
 def test_export_loads_in_plain_transformers(make, tmp_path, model_name, method):
-    if method == "bitfit" and model_name == "tiny_llama":
-        pytest.skip("bitfit refuses a model without biases")
-    injector, built = make(model_name, method)
-    model = injector.inject(built.model, built.new_parameters)
-    perturb_trainable(model)
+    injector, model = perturbed(make, model_name, method)
     assert injector.can_merge
     injector.export(model, tmp_path / "export", tokenizer=_backbones[model_name][1])
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "export").eval()

@@ -1,14 +1,14 @@
 """`python -m bench.levers`: what one CPU lever buys, measured on its own, on and off over identical batches.
 
 bench/README.md's profile names the levers; this measures each by running ftlab's own training
-(`ftlab.train`, MiniLM full fine-tuning on restaurant_sup, batch 32, the benchmark's probe timing
+(`python -m ftlab`, MiniLM full fine-tuning on restaurant_sup, batch 32, the benchmark's probe timing
 every step) with the lever on and with it off, in alternating processes (on/off, then off/on, ...:
 drift of the machine falls on both), at each precision. Same seed, same batches in the same order:
 per repetition the median of the per-step time ratios (on / off) over the steps after the warmup,
 and the ratio of their sums. Below 1: the lever makes a step faster.
 
-A lever is either config overrides (the switch users have) or, for a part of a switch, a function
-replaced in the child process (`_off_patch`). Writes bench/results/levers-<date>.json and .md.
+A lever is the config overrides that turn it off (the switch users have). To try a new one, add its
+switch and a line to LEVERS. Writes bench/results/levers-<date>.json and .md.
 """
 
 from __future__ import annotations
@@ -26,20 +26,18 @@ from bench.pairs import step_durations
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name: (what it is, overrides that turn it off, function "module:name" replaced by a no-op when off)
+# name: (what it is, the overrides that turn it off)
 LEVERS = {
-    "attention_bulk_dropout": ("attention-probability dropout drawn by keep_mask (ftlab.cpu.bulk_dropout_sdpa) "
-                               "instead of SDPA's bernoulli_", [], "ftlab.cpu:use_bulk_dropout_attention"),
-    "bulk_dropout": ("cpu.bulk_dropout: every dropout (modules and attention) drawn in bulk",
-                     ["cpu.bulk_dropout=false"], None),
-    "keep_freed_memory": ("cpu.keep_freed_memory: glibc keeps freed memory for the next step",
-                          ["cpu.keep_freed_memory=false"], None),
+    "bulk_dropout": ("cpu.bulk_dropout: the dropout modules' keep-masks drawn 64 bits at a time (ftlab/cpu.py)",
+                     ["cpu.bulk_dropout=false"]),
+    "keep_freed_memory": ("cpu.keep_freed_memory: glibc keeps freed memory for the next step (ftlab/cpu.py)",
+                          ["cpu.keep_freed_memory=false"]),
 }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.levers", description=__doc__.split("\n")[0])
-    p.add_argument("--levers", nargs="+", default=["attention_bulk_dropout"], choices=sorted(LEVERS))
+    p.add_argument("--levers", nargs="+", default=sorted(LEVERS), choices=sorted(LEVERS))
     p.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
     p.add_argument("--reps", type=int, default=3, help="on/off pairs per lever and precision (default 3)")
     p.add_argument("--warmup", type=int, default=5, help="steps left out of the ratios (default 5)")
@@ -47,22 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--peft", default="full")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    p.add_argument("--child", nargs=3, metavar=("LEVER", "STATE", "OVERRIDES_JSON"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
-
-
-def child(lever: str, state: str, overrides: list[str]) -> int:
-    """One run in this process: the lever's function replaced when it is off, then ftlab's own run."""
-    patch = LEVERS[lever][2]
-    if state == "off" and patch:
-        import importlib
-
-        module, name = patch.split(":")
-        setattr(importlib.import_module(module), name, lambda *a, **k: 0)
-    import ftlab
-
-    ftlab.train(*overrides)
-    return 0
 
 
 def overrides(args, lever: str, state: str, precision: str, run_dir: Path, cache: Path) -> list[str]:
@@ -77,8 +60,7 @@ def overrides(args, lever: str, state: str, precision: str, run_dir: Path, cache
 
 def run_one(args, lever: str, state: str, precision: str, run_dir: Path, cache: Path) -> dict:
     argv = overrides(args, lever, state, precision, run_dir, cache)
-    proc = subprocess.run([sys.executable, "-m", "bench.levers", "--child", lever, state, json.dumps(argv)],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ftlab", *argv], cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{lever} {state} {precision} failed:\n{proc.stderr[-3000:]}")
     log = (run_dir / "ftlab.log").read_text()
@@ -136,14 +118,12 @@ def markdown(record: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.child:
-        return child(args.child[0], args.child[1], json.loads(args.child[2]))
     from ftlab.precision import cpu_native_bf16
 
     native, device = cpu_native_bf16()
     record = {"date": dt.date.today().isoformat(), "argv": sys.argv[1:] if argv is None else list(argv),
               "machine": device + ("" if native else " (bf16 not native)"), "rows": measure(args),
-              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "child"}}
+              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"levers-{record['date']}"
     stem.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")

@@ -13,13 +13,12 @@ Measured on MiniLM full fine-tuning (2 cores, batch 32, ~30 tokens; bench/README
   THP_MEM_ALLOC_ENABLE=1 is in the environment at its first allocation: the CLI sets it before it
   imports torch (ftlab/cli.py). Fewer page faults (~1.6k -> ~0.4k a step) and TLB misses: 2-4% of a
   step, in 7 of 7 alternating process pairs.
-- Attention-probability dropout runs inside SDPA, whose CPU kernels do not take dropout: with dropout
-  SDPA takes its math path and draws the mask with `bernoulli_` (10% of a bf16-mixed MiniLM step in
-  bench/results/profile-2026-12-01.md). `bulk_dropout_sdpa` is that math path, op for op (bf16/fp16
-  inputs computed in fp32, the scale split over q and k, the additive mask, softmax), with the
-  `keep_mask` draw instead of `bernoulli_`: for the same mask, SDPA's output and gradients to
-  rounding (tests/models/test_cpu.py compares them with aten's math op given that mask). Without dropout, off CPU, or where the call needs more than the math
-  path (GQA, causal, position bias), it hands the call to transformers' own sdpa function.
+Attention-probability dropout runs inside SDPA (its math path on CPU, `bernoulli_`) and is left as
+it is. The 2026-12-01 bf16 profile gave its `bernoulli_` 10% of a step, but an attention function of
+our own that drew that mask in bulk (SDPA's math path with `keep_mask`; commit 7099730, reverted)
+measured, on and off over the same 104 steps of an epoch (`python -m bench.levers`, 3 pairs, 2
+threads): 0.975x the step time in fp32 and 1.022x in bf16-mixed, within the pairs' spread
+(0.97-1.03). Not worth the extra attention function (bench/README.md, "Levers").
 """
 
 from __future__ import annotations
@@ -80,56 +79,6 @@ class BulkDropout(nn.Dropout):
         return _MaskedScale.apply(x, keep_mask(x.shape, self.p), 1.0 / (1.0 - self.p))
 
 
-def _attention_probs(query, key, value, attention_mask, scaling):
-    """SDPA's math path up to the dropout: fp32 for half-precision inputs, the scale split as it splits it."""
-    accumulate = torch.float32 if query.dtype in (torch.float16, torch.bfloat16) else query.dtype
-    q, k, v = query.to(accumulate), key.to(accumulate), value.to(accumulate)
-    root_scale = (scaling if scaling is not None else query.size(-1) ** -0.5) ** 0.5
-    scores = torch.matmul(q * root_scale, (k * root_scale).transpose(-2, -1))
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(attention_mask.logical_not(), float("-inf"))
-        else:
-            scores = scores + attention_mask
-    return torch.softmax(scores, dim=-1), v
-
-
-def bulk_dropout_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-                      is_causal=None, **kwargs):
-    """transformers' attention-function signature: sdpa, with the dropout mask drawn by `keep_mask`."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    plain = (query.device.type == "cpu" and 0.0 < dropout < 1.0 and not is_causal
-             and kwargs.get("position_bias") is None and getattr(module, "num_key_value_groups", 1) == 1
-             and query.shape[1] == key.shape[1] and not kwargs.get("output_attentions", False))
-    if not plain:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
-    probs, v = _attention_probs(query, key, value, attention_mask, scaling)
-    probs = _MaskedScale.apply(probs, keep_mask(probs.shape, dropout), 1.0 / (1.0 - dropout))
-    return torch.matmul(probs, v).to(query.dtype).transpose(1, 2).contiguous(), None
-
-
-BULK_DROPOUT_SDPA = "ftlab_bulk_dropout_sdpa"
-
-
-def use_bulk_dropout_attention(model: nn.Module) -> int:
-    """Switch every sdpa-attention transformers model under `model` to `bulk_dropout_sdpa`; returns how
-    many. Models without the attention interface (MPNet) or on eager/flash attention are left alone."""
-    from transformers import AttentionInterface, PreTrainedModel
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(BULK_DROPOUT_SDPA, bulk_dropout_sdpa)
-    AttentionMaskInterface.register(BULK_DROPOUT_SDPA, sdpa_mask)  # the masks sdpa gets, so eval is sdpa's
-    switched = 0
-    for module in model.modules():
-        if isinstance(module, PreTrainedModel) and module.config._attn_implementation == "sdpa" \
-                and module._can_set_attn_implementation():
-            module.set_attn_implementation(BULK_DROPOUT_SDPA)
-            switched += 1
-    return switched
-
-
 def use_bulk_dropout(model: nn.Module) -> int:
     """Replace every plain nn.Dropout under `model` by a BulkDropout of the same p; returns how many."""
     replaced = 0
@@ -145,5 +94,4 @@ def tune_for_cpu_training(model: nn.Module, keep_memory: bool, bulk_dropout: boo
     if keep_memory and not keep_freed_memory():
         log.info("cpu.keep_freed_memory: not glibc, left as it is")
     if bulk_dropout:
-        log.info("cpu.bulk_dropout: %d dropout modules and %d attention functions draw their masks in bulk",
-                 use_bulk_dropout(model), use_bulk_dropout_attention(model))
+        log.info("cpu.bulk_dropout: %d dropout modules draw their masks in bulk", use_bulk_dropout(model))

@@ -1,4 +1,4 @@
-"""`python -m bench.levers` in its smallest form: one on/off pair of the attention-dropout lever, a few
+"""`python -m bench.levers` in its smallest form: one on/off pair of the bulk-dropout lever, a few
 steps of MiniLM each (two processes, about 30 s); the JSON says the lever was on in one run and off in
 the other, over the same batches, and the ratios come from their step logs."""
 
@@ -19,18 +19,18 @@ if str(REPO) not in sys.path:
 
 def test_one_lever_on_and_off_over_the_same_batches(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench.levers", "--reps", "1", "--warmup", "1", "--steps", "3",
-                           "--threads", "1", "--precisions", "32-true", "--out", str(tmp_path)],
+                           "--threads", "1", "--levers", "bulk_dropout", "--precisions", "32-true", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     record = json.loads(next(tmp_path.glob("levers-*.json")).read_text())
     (row,) = record["rows"]
-    assert (row["lever"], row["precision"]) == ("attention_bulk_dropout", "32-true")
+    assert (row["lever"], row["precision"]) == ("bulk_dropout", "32-true")
     (pair,) = row["reps"]
-    assert any("and 1 attention functions draw" in line for line in pair["cpu_log_on"])
-    assert any("and 0 attention functions draw" in line for line in pair["cpu_log_off"])
+    assert any("dropout modules draw their masks in bulk" in line for line in pair["cpu_log_on"])
+    assert not any("in bulk" in line for line in pair["cpu_log_off"])
     assert pair["ms_per_step_on"] > 0 and pair["ms_per_step_off"] > 0
     assert math.isfinite(row["step_median"]) and row["step_median"] > 0 and row["total"] > 0
-    assert "| attention_bulk_dropout | 32-true |" in next(tmp_path.glob("levers-*.md")).read_text()
+    assert "| bulk_dropout | 32-true |" in next(tmp_path.glob("levers-*.md")).read_text()
 
 
 def test_the_ratios_refuse_different_batches():

@@ -61,6 +61,19 @@ def test_the_config_check_resolves_auto_in_place(compose):
     assert cfg.trainer.precision == precision.resolve("auto", "cpu")[0]
 
 
+MEASURED_AUTO = {"full", "lora"}  # bench/results/precision_parity-2026-12-0[12].md, README "Precision"
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "dora", "bitfit", "houlsby", "pfeiffer", "ia3", "prefix", "prompt",
+                                    "head", "qlora"])
+def test_only_the_methods_measured_at_parity_ship_auto_and_a_chosen_precision_wins(compose, method):
+    untiny = [o for o in TINY if not o.startswith("trainer.precision")]
+    shipped = compose(*untiny, f"peft={method}", tiny=False).trainer.precision
+    assert shipped == ("auto" if method in MEASURED_AUTO else "32-true")
+    assert compose(*untiny, f"peft={method}", "trainer.precision=32-true", tiny=False).trainer.precision == "32-true"
+    assert compose(*untiny, f"peft={method}", "trainer=ddp", tiny=False).trainer.precision == shipped
+
+
 @pytest.fixture(scope="module")
 def auto_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("precision") / "run"

@@ -53,6 +53,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # epoch metrics come from torchmetrics, already reduced across DDP processes
     warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(")
+    # Lightning's "prepend your python command with srun" wherever srun is installed, said twice per run
+    # outside a SLURM allocation: ftlab reaches SLURM through hydra/launcher=submitit_slurm, not srun
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
     import datasets
     import transformers
 

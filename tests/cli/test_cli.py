@@ -2,6 +2,7 @@
 issue gives a short message with the fix, exit != 0, no traceback, and nothing earlier changed."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,23 @@ def test_tiny_run_end_to_end(tmp_path):
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert list((run_dir / "checkpoints").glob("best-epoch*.ckpt"))
     assert "macro_f1" in proc.stdout and "results:" in proc.stdout
+
+
+def test_a_machine_with_srun_gets_no_srun_hint(tmp_path):
+    """Lightning tells every run outside a SLURM allocation on a machine with `srun` to prepend srun
+    (twice); ftlab reaches SLURM through hydra/launcher=submitit_slurm, so the hint is wrong here."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    outside = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}  # not inside an allocation
+    proc = run_cli(*TINY, "trainer.max_epochs=1", "logger=none", f"hydra.run.dir={tmp_path / 'run'}",
+                   env={**outside, **env})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "results:" in proc.stdout
+    assert "`srun` command is available" not in proc.stdout + proc.stderr
+    assert "prepend your python command" not in proc.stdout + proc.stderr
 
 
 def test_console_script_is_installed():

@@ -61,7 +61,7 @@ def test_the_config_check_resolves_auto_in_place(compose):
     assert cfg.trainer.precision == precision.resolve("auto", "cpu")[0]
 
 
-MEASURED_AUTO = {"full", "lora"}  # bench/results/precision_parity-2026-12-0[12].md, README "Precision"
+MEASURED_AUTO = {"full", "lora"}  # bench/results/precision_parity-2026-12-0[12].md; houlsby measured, differs: 32-true
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "dora", "bitfit", "houlsby", "pfeiffer", "ia3", "prefix", "prompt",

@@ -10,6 +10,7 @@ import pytest
 
 from support.cli import TINY, run_cli
 from ftlab import precision
+from ftlab.config import group_options
 
 
 @pytest.mark.parametrize("flags, expected, says", [
@@ -64,8 +65,7 @@ def test_the_config_check_resolves_auto_in_place(compose):
 MEASURED_AUTO = {"full", "lora"}  # bench/results/precision_parity-2026-12-0[12].md; houlsby measured, differs: 32-true
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "dora", "bitfit", "houlsby", "pfeiffer", "ia3", "prefix", "prompt",
-                                    "head", "qlora"])
+@pytest.mark.parametrize("method", group_options("peft"))  # every method conf/peft/ ships
 def test_only_the_methods_measured_at_parity_ship_auto_and_a_chosen_precision_wins(compose, method):
     untiny = [o for o in TINY if not o.startswith("trainer.precision")]
     shipped = compose(*untiny, f"peft={method}", tiny=False).trainer.precision
